@@ -1,0 +1,101 @@
+"""FDRL hyper-parameters in one typed, JSON-serialisable place (FDRL_SPEC.md Part 1 defaults)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from fdrl_core.labels import IEMOCAP4, LabelSet
+
+MODALITIES = ("speech", "text")
+
+
+@dataclass
+class FDRLConfig:
+    # inputs: Whisper tiny.en encoder frames and MiniLM token states are both 384-d
+    speech_dim: int = 384
+    text_dim: int = 384
+    max_speech_frames: int = 1500  # 30 s at 50 frames/s: one Whisper window
+    max_text_tokens: int = 128
+
+    # model width and encoders
+    d_model: int = 256
+    encoder: str = "mlp"  # "mlp" (position-wise, the fine-grained analogue of MISA) | "transformer"
+    encoder_layers: int = 1  # only for encoder="transformer"
+    heads: int = 4
+    fusion_heads: int = 2
+    dropout: float = 0.1
+
+    # which modalities the model may use; ("speech",) / ("text",) are the single-branch baselines
+    modalities: tuple[str, ...] = MODALITIES
+
+    # fine-grained alignment: "A" adversarial (gradient reversal) | "B" cross-attention
+    align_variant: str = "A"
+    # loss weights: L = cls + align_weight*align + disp_weight*disp + pred_weight*pred; 0 disables
+    align_weight: float = 0.1
+    disp_weight: float = 0.1
+    pred_weight: float = 0.5
+    orth_cross: bool = True  # also decorrelate speech-private from text-private (pooled, over batch)
+    pred_granularity: str = "frame"  # "frame": per frame/token logits, masked mean | "pooled": pool first
+
+    # gradient reversal coefficient: "dann" ramps 0 -> grl_lambda with training progress
+    grl_schedule: str = "dann"
+    grl_lambda: float = 1.0
+
+    # probability of hiding the text of a training item, so the "no text" path is learned
+    text_dropout: float = 0.1
+
+    labels: LabelSet = field(default_factory=lambda: IEMOCAP4)
+
+    def __post_init__(self):
+        self.modalities = tuple(self.modalities)
+        if isinstance(self.labels, dict):
+            self.labels = LabelSet.from_dict(self.labels)
+        checks = [
+            (self.encoder in ("mlp", "transformer"), f"encoder must be 'mlp' or 'transformer', not {self.encoder!r}"),
+            (self.align_variant in ("A", "B"), f"align_variant must be 'A' or 'B', not {self.align_variant!r}"),
+            (self.grl_schedule in ("dann", "constant"), "grl_schedule must be 'dann' or 'constant'"),
+            (self.pred_granularity in ("frame", "pooled"), "pred_granularity must be 'frame' or 'pooled'"),
+            (bool(self.modalities) and set(self.modalities) <= set(MODALITIES),
+             f"modalities must be a non-empty subset of {MODALITIES}, not {self.modalities}"),
+            (self.d_model % self.heads == 0 and self.d_model % self.fusion_heads == 0,
+             "d_model must be divisible by heads and fusion_heads"),
+            (min(self.align_weight, self.disp_weight, self.pred_weight) >= 0, "loss weights must be >= 0"),
+            (0 <= self.text_dropout < 1, "text_dropout must be in [0, 1)"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(f"FDRLConfig: {msg}")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["modalities"] = list(self.modalities)
+        d["labels"] = self.labels.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FDRLConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"FDRLConfig: unknown keys {unknown} (config from a newer version?)")
+        return cls(**d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> FDRLConfig:
+        return cls.from_dict(json.loads(text))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json())
+
+    @classmethod
+    def load(cls, path: str | Path) -> FDRLConfig:
+        return cls.from_json(Path(path).read_text())

@@ -1,0 +1,298 @@
+"""FDRL: fine-grained disentangled representation learning for speech + text emotion recognition.
+
+One file, read top to bottom: building blocks, the network, then the losses. Shapes: speech frames
+[B, Ts, speech_dim] with a bool mask [B, Ts]; text token states [B, Tt, text_dim] with a mask [B, Tt].
+An item whose mask has no True entry lacks that modality (silence, no transcript, an unreliable ASR
+hypothesis): its pooled streams are replaced by learned "missing" vectors, so fusion falls back to
+the other modality and nothing divides by zero. See FDRL_SPEC.md for where each choice comes from.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fdrl_core.config import FDRLConfig
+
+SPEECH, TEXT = 0, 1  # discriminator targets
+STREAMS = ("shared_speech", "shared_text", "private_speech", "private_text")
+
+
+# ----------------------------------------------------------------------------- building blocks
+
+
+class _GradReverse(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, lam: float):
+        ctx.lam = lam
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -ctx.lam * grad, None
+
+
+def grad_reverse(x: torch.Tensor, lam: float) -> torch.Tensor:
+    """Identity forward, gradient times -lam backward: the encoder learns to fool the discriminator."""
+    return _GradReverse.apply(x, lam)
+
+
+def grl_lambda(cfg: FDRLConfig, progress: float) -> float:
+    """DANN ramp 2/(1+exp(-10p))-1 keeps the adversary quiet while the encoders are still random."""
+    if cfg.grl_schedule == "constant":
+        return cfg.grl_lambda
+    p = min(max(progress, 0.0), 1.0)
+    return cfg.grl_lambda * (2.0 / (1.0 + math.exp(-10.0 * p)) - 1.0)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over time of the valid positions; an item with none gives zeros, never NaN."""
+    m = mask.to(x.dtype).unsqueeze(-1)
+    return (x * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
+def _mlp(d_in: int, d_hidden: int, d_out: int, dropout: float, act=nn.ReLU) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(d_in, d_hidden), act(), nn.Dropout(dropout), nn.Linear(d_hidden, d_out))
+
+
+class Projection(nn.Module):
+    """Per-modality Linear -> GELU -> LayerNorm to the common width d (MISA's project_t/a/v)."""
+
+    def __init__(self, d_in: int, d: int, dropout: float):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(d_in, d), nn.GELU(), nn.LayerNorm(d), nn.Dropout(dropout))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class Encoder(nn.Module):
+    """A shared or private subspace encoder, applied per frame/token (mlp) or with context."""
+
+    def __init__(self, cfg: FDRLConfig):
+        super().__init__()
+        d = cfg.d_model
+        self.kind = cfg.encoder
+        if self.kind == "mlp":
+            self.net = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(d, d))
+            self.norm = nn.LayerNorm(d)
+        else:
+            layer = nn.TransformerEncoderLayer(d, cfg.heads, 2 * d, cfg.dropout, batch_first=True,
+                                               norm_first=True, activation="gelu")
+            # nested tensors would make padded and unpadded runs differ and do not export
+            self.net = nn.TransformerEncoder(layer, cfg.encoder_layers, enable_nested_tensor=False)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.kind == "mlp":
+            return self.norm(x + self.net(x))
+        return self.net(x, src_key_padding_mask=attention_padding(mask))
+
+
+def attention_padding(mask: torch.Tensor) -> torch.Tensor:
+    """Key padding mask (True = ignore) that never masks a whole row: a fully masked row makes
+    softmax NaN, so an empty item keeps position 0 visible (its output is discarded anyway)."""
+    pad = ~mask
+    first = pad[:, :1] & mask.any(dim=1, keepdim=True)
+    return torch.cat([first, pad[:, 1:]], dim=1)
+
+
+# ----------------------------------------------------------------------------- the network
+
+
+@dataclass
+class FDRLOutput:
+    logits: torch.Tensor  # [B, C] fused classifier output: the prediction
+    streams: dict[str, torch.Tensor]  # the four [B, T, d] encoder outputs
+    masks: dict[str, torch.Tensor]  # "speech", "text": [B, T] bool masks after modality gating
+    pooled: dict[str, torch.Tensor]  # the four [B, d] pooled streams (missing ones substituted)
+    has: dict[str, torch.Tensor]  # "speech", "text": [B] bool, which modalities each item used
+
+
+class FDRL(nn.Module):
+    def __init__(self, cfg: FDRLConfig | None = None):
+        super().__init__()
+        self.cfg = cfg = cfg or FDRLConfig()
+        d = cfg.d_model
+        self.proj_speech = Projection(cfg.speech_dim, d, cfg.dropout)
+        self.proj_text = Projection(cfg.text_dim, d, cfg.dropout)
+        self.shared = Encoder(cfg)  # ONE module, applied to both modalities
+        self.private_speech = Encoder(cfg)
+        self.private_text = Encoder(cfg)
+        # learned stand-ins for the pooled streams of a missing modality, order as STREAMS
+        self.missing = nn.Parameter(torch.randn(len(STREAMS), d) * 0.02)
+        # fine-grained components (used by the losses only; inference needs none of them)
+        self.shared_disc = _mlp(d, d, 2, cfg.dropout)
+        self.private_disc = _mlp(d, d, 2, cfg.dropout)
+        self.predictor = _mlp(d, d, cfg.num_classes, cfg.dropout)
+        if cfg.align_variant == "B":
+            self.cross_attn = nn.MultiheadAttention(d, cfg.heads, dropout=cfg.dropout, batch_first=True)
+        # fusion over the four pooled streams, then the classifier (MISA layout)
+        fusion_layer = nn.TransformerEncoderLayer(d, cfg.fusion_heads, 2 * d, cfg.dropout, batch_first=True,
+                                                  norm_first=True, activation="gelu")
+        self.fusion = nn.TransformerEncoder(fusion_layer, 1, enable_nested_tensor=False)
+        self.classifier = nn.Sequential(nn.Linear(4 * d, 2 * d), nn.Dropout(cfg.dropout), nn.ReLU(),
+                                        nn.Linear(2 * d, cfg.num_classes))
+
+    def _empty(self, ref: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+        b = ref.shape[0]
+        return ref.new_zeros(b, 1, dim), torch.zeros(b, 1, dtype=torch.bool, device=ref.device)
+
+    def forward(self, speech: torch.Tensor | None, speech_mask: torch.Tensor | None,
+                text: torch.Tensor | None, text_mask: torch.Tensor | None) -> FDRLOutput:
+        cfg = self.cfg
+        if speech is None and text is None:
+            raise ValueError("FDRL needs speech frames, text token states, or both")
+        if speech is None:
+            speech, speech_mask = self._empty(text, cfg.speech_dim)
+        if text is None:
+            text, text_mask = self._empty(speech, cfg.text_dim)
+        ms, mt = speech_mask.bool(), text_mask.bool()
+        if "speech" not in cfg.modalities:
+            ms = torch.zeros_like(ms)
+        if "text" not in cfg.modalities:
+            mt = torch.zeros_like(mt)
+        elif self.training and cfg.text_dropout > 0 and "speech" in cfg.modalities:
+            keep = torch.rand(mt.shape[0], 1, device=mt.device) >= cfg.text_dropout
+            mt = mt & keep
+
+        hs, ht = self.proj_speech(speech), self.proj_text(text)
+        streams = {
+            "shared_speech": self.shared(hs, ms),
+            "shared_text": self.shared(ht, mt),
+            "private_speech": self.private_speech(hs, ms),
+            "private_text": self.private_text(ht, mt),
+        }
+        has = {"speech": ms.any(1), "text": mt.any(1)}
+        pooled = {}
+        for i, name in enumerate(STREAMS):
+            mod = name.split("_")[1]
+            mean = masked_mean(streams[name], ms if mod == "speech" else mt)
+            pooled[name] = torch.where(has[mod].unsqueeze(-1), mean, self.missing[i].expand_as(mean))
+        z = self.fusion(torch.stack([pooled[n] for n in STREAMS], dim=1))
+        logits = self.classifier(z.flatten(1))
+        return FDRLOutput(logits, streams, {"speech": ms, "text": mt}, pooled, has)
+
+
+class FDRLInference(nn.Module):
+    """What run time and export need: probabilities and logits, nothing else."""
+
+    def __init__(self, model: FDRL):
+        super().__init__()
+        self.model = model
+
+    def forward(self, speech, speech_mask, text, text_mask):
+        logits = self.model(speech, speech_mask, text, text_mask).logits
+        return torch.softmax(logits, dim=-1), logits
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def _masked_ce(logits: torch.Tensor, target: int, mask: torch.Tensor) -> torch.Tensor:
+    """Per-position cross-entropy against one class, averaged over valid positions only."""
+    ce = F.cross_entropy(logits.flatten(0, 1), logits.new_full(logits.shape[:2], target, dtype=torch.long)
+                         .flatten(), reduction="none").view(mask.shape)
+    m = mask.to(ce.dtype)
+    return (ce * m).sum() / m.sum().clamp(min=1.0)
+
+
+def _masked_acc(logits: torch.Tensor, target: int, mask: torch.Tensor) -> torch.Tensor:
+    m = mask.to(logits.dtype)
+    return ((logits.argmax(-1) == target).to(logits.dtype) * m).sum() / m.sum().clamp(min=1.0)
+
+
+def _decorrelation(c: torch.Tensor, p: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-utterance shared/private orthogonality: squared correlations between every shared and
+    every private dimension across the utterance's valid frames, averaged (MISA's scale; 0 = orthogonal)."""
+    def centred_unit_columns(x):
+        m = mask.to(x.dtype).unsqueeze(-1)
+        xc = (x - masked_mean(x, mask).unsqueeze(1)) * m
+        return xc / (xc.norm(dim=1, keepdim=True) + 1e-6)
+
+    corr = torch.einsum("btd,bte->bde", centred_unit_columns(c), centred_unit_columns(p))
+    per_item = corr.pow(2).mean((1, 2))
+    ok = (mask.sum(1) >= 2).to(per_item.dtype)  # a correlation needs at least two frames
+    return (per_item * ok).sum() / ok.sum().clamp(min=1.0)
+
+
+def _batch_decorrelation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """MISA's difference loss between two [N, d] matrices of pooled vectors."""
+    if a.shape[0] < 2:
+        return a.new_zeros(())
+    a = F.normalize(a - a.mean(0), dim=1)
+    b = F.normalize(b - b.mean(0), dim=1)
+    return (a.t() @ b).pow(2).mean()
+
+
+def _stream_ce(logits_bc: torch.Tensor, y: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    ce = F.cross_entropy(logits_bc, y, reduction="none")
+    v = valid.to(ce.dtype)
+    return (ce * v).sum() / v.sum().clamp(min=1.0)
+
+
+def fdrl_losses(model: FDRL, out: FDRLOutput, y: torch.Tensor, progress: float = 1.0,
+                class_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """L = cls + a*align + b*disp + c*pred. A component whose weight is 0 is not computed at all,
+    so its modules get no gradient. Extra keys (acc_*) are detached monitors, not losses."""
+    cfg = model.cfg
+    s, ms, mt = out.streams, out.masks["speech"], out.masks["text"]
+    zero = out.logits.new_zeros(())
+    losses = {"cls": F.cross_entropy(out.logits, y, weight=class_weights)}
+    both = "speech" in cfg.modalities and "text" in cfg.modalities
+
+    # fine-grained predictor: one head F, applied per frame/token on all four streams
+    pred = zero
+    if cfg.pred_weight > 0:
+        terms = []
+        for name in STREAMS:
+            mod = name.split("_")[1]
+            if mod not in cfg.modalities:
+                continue
+            m = ms if mod == "speech" else mt
+            if cfg.pred_granularity == "frame":
+                logits = masked_mean(model.predictor(s[name]), m)
+            else:
+                logits = model.predictor(masked_mean(s[name], m))
+            terms.append(_stream_ce(logits, y, out.has[mod]))
+        pred = torch.stack(terms).mean()
+    losses["pred"] = pred
+
+    # fine-grained alignment in the shared subspace
+    align = zero
+    if cfg.align_weight > 0 and both:
+        if cfg.align_variant == "A":
+            lam = grl_lambda(cfg, progress)
+            ds = model.shared_disc(grad_reverse(s["shared_speech"], lam))
+            dt = model.shared_disc(grad_reverse(s["shared_text"], lam))
+            align = _masked_ce(ds, SPEECH, ms) + _masked_ce(dt, TEXT, mt)
+            with torch.no_grad():
+                losses["acc_shared_disc"] = (_masked_acc(ds, SPEECH, ms) + _masked_acc(dt, TEXT, mt)) / 2
+        else:
+            aligned, _ = model.cross_attn(s["shared_text"], s["shared_speech"], s["shared_speech"],
+                                          key_padding_mask=attention_padding(ms), need_weights=False)
+            cos = F.cosine_similarity(aligned, s["shared_text"], dim=-1)
+            valid = mt & out.has["speech"].unsqueeze(1)
+            v = valid.to(cos.dtype)
+            align = ((1 - cos) * v).sum() / v.sum().clamp(min=1.0)
+    losses["align"] = align
+
+    # fine-grained disparity in the private subspaces
+    disp = zero
+    if cfg.disp_weight > 0 and both:
+        disp = _decorrelation(s["shared_speech"], s["private_speech"], ms) \
+            + _decorrelation(s["shared_text"], s["private_text"], mt)
+        if cfg.orth_cross:
+            pair = out.has["speech"] & out.has["text"]
+            disp = disp + _batch_decorrelation(out.pooled["private_speech"][pair], out.pooled["private_text"][pair])
+        dps, dpt = model.private_disc(s["private_speech"]), model.private_disc(s["private_text"])
+        disp = disp + _masked_ce(dps, SPEECH, ms) + _masked_ce(dpt, TEXT, mt)
+        with torch.no_grad():
+            losses["acc_private_disc"] = (_masked_acc(dps, SPEECH, ms) + _masked_acc(dpt, TEXT, mt)) / 2
+    losses["disp"] = disp
+
+    losses["total"] = losses["cls"] + cfg.align_weight * align + cfg.disp_weight * disp + cfg.pred_weight * pred
+    return losses
