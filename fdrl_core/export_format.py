@@ -57,6 +57,7 @@ class EngineSidecar:
     profile: dict[str, list[list[int]]]  # input -> [min, opt, max] shapes
     labels: list[str] = field(default_factory=list)
     built_at: str = ""
+    onnx_dir: str = ""  # where the graph (and its tokenizer.json) it was built from lives
 
     @staticmethod
     def path_for(engine: str | Path) -> Path:

@@ -14,7 +14,7 @@ class TextTokenizer:
     def __init__(self, model_dir: str | Path | None = None, max_tokens: int = 128):
         from tokenizers import Tokenizer
 
-        self.model_dir = text_model_dir(model_dir)
+        self.model_dir = text_model_dir(model_dir, tokenizer_only=True)
         self.tok = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
         self.tok.no_padding()
         self.tok.enable_truncation(max_tokens)

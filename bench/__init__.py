@@ -1,0 +1,1 @@
+"""Benchmarks, kept out of the test run: `python -m bench <name>` (see bench/__main__.py)."""

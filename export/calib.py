@@ -1,0 +1,99 @@
+"""Real inputs for INT8 calibration: speech frames + token ids in the graph's layout, at a fixed shape.
+
+TensorRT calibrates a dynamic-shape network at the calibration profile's opt shape, so every batch is
+padded or cut to (batch, speech_frames, text_tokens); masks mark what is real. Frames come from the
+same SpeechFrontend the run-time uses, tokens from the tokenizer.json shipped next to the graph.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+class CalibrationError(ValueError):
+    """Calibration data that cannot be read or is empty."""
+
+
+@dataclass
+class CalibItem:
+    frames: np.ndarray | None  # [T, d] float32, or None when only audio is known (then `wav` is set)
+    text: str
+    wav: Path | None = None
+
+
+def _sibling_text(path: Path) -> str:
+    txt = path.with_suffix(".txt")
+    return txt.read_text().strip() if txt.is_file() else ""
+
+
+def find_items(source: str | Path, limit: int) -> list[CalibItem]:
+    """A folder of .npy frame arrays [T, d] or .wav files (text from a sibling .txt, else none), or a
+    corpus that train.corpora.load_corpus reads (IEMOCAP tree, manifest, folder with manifest.jsonl)."""
+    src = Path(source).expanduser()
+    if not src.exists():
+        raise CalibrationError(f"calibration data not found: {src}")
+    if src.is_dir():
+        npys = sorted(src.rglob("*.npy"))
+        if npys:
+            return [CalibItem(np.load(p).astype(np.float32), _sibling_text(p)) for p in npys[:limit]]
+        wavs = sorted(src.rglob("*.wav"))
+        has_manifest = any((src / n).is_file() for n in ("manifest.jsonl", "manifest.csv"))
+        if wavs and not has_manifest:
+            return [CalibItem(None, _sibling_text(p), p) for p in wavs[:limit]]
+    try:
+        from train.corpora import load_corpus
+
+        utts = load_corpus(src)
+    except (ValueError, OSError) as e:
+        raise CalibrationError(f"{src}: not calibration data ({e})") from None
+    # spread over the corpus (labels and speakers are usually grouped in file order)
+    step = max(1, len(utts) // max(1, limit))
+    return [CalibItem(None, u.text or "", Path(u.path)) for u in utts[::step][:limit]]
+
+
+def load_frames(items: list[CalibItem], whisper_model: str | None = None, progress: bool = True) -> list[CalibItem]:
+    """Fill in frames for items known only by their audio (one Whisper encoder pass each)."""
+    todo = [it for it in items if it.frames is None]
+    if not todo:
+        return items
+    from tqdm import tqdm
+
+    from fdrl_core.audio import AudioError, load_audio
+    from fdrl_core.speech_frontend import SpeechFrontend
+
+    frontend = SpeechFrontend(whisper_model)
+    for it in tqdm(todo, desc="calibration features", unit="utt", disable=not progress):
+        try:
+            it.frames = frontend.frames(load_audio(it.wav))
+        except AudioError as e:
+            raise CalibrationError(f"{it.wav}: {e}") from None
+    return items
+
+
+def _fit(a: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cut or zero-pad axis 0 to `length`; returns the array and its 0/1 int64 mask."""
+    n = min(len(a), length)
+    out = np.zeros((length,) + a.shape[1:], dtype=a.dtype)
+    out[:n] = a[:n]
+    mask = np.zeros(length, dtype=np.int64)
+    mask[:n] = 1
+    return out, mask
+
+
+def batches(items: list[CalibItem], tokenizer, batch: int, speech_frames: int,
+            text_tokens: int) -> Iterator[dict[str, np.ndarray]]:
+    """Feeds {input name: array} of exactly [batch, speech_frames, d] / [batch, text_tokens]."""
+    if not items:
+        raise CalibrationError("no calibration items")
+    usable = [it for it in items if it.frames is not None and len(it.frames)]
+    for start in range(0, len(usable) - batch + 1, batch):
+        group = usable[start:start + batch]
+        speech, smask = zip(*(_fit(it.frames.astype(np.float32), speech_frames) for it in group))
+        ids, amask = tokenizer([it.text for it in group])
+        ids_fit, amask_fit = zip(*((_fit(i, text_tokens)[0], _fit(m, text_tokens)[0]) for i, m in zip(ids, amask)))
+        yield {"speech": np.stack(speech), "speech_mask": np.stack(smask),
+               "input_ids": np.stack(ids_fit).astype(np.int64), "attention_mask": np.stack(amask_fit).astype(np.int64)}
