@@ -1,0 +1,44 @@
+"""Everything the run-time can be told, in one typed object (the CLI fills it; tests build it directly)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from stream.asr import AsrConfig
+from stream.emotion import EmotionConfig
+from stream.publisher import DEFAULT_ENDPOINT
+from stream.vad import VadConfig
+
+
+@dataclass
+class PipelineConfig:
+    vad: VadConfig = field(default_factory=VadConfig)
+    asr: AsrConfig = field(default_factory=AsrConfig)
+    emotion: EmotionConfig = field(default_factory=EmotionConfig)
+    endpoint: str = DEFAULT_ENDPOINT
+    sndhwm: int = 1000  # messages queued per subscriber before that subscriber loses messages
+    heartbeat_s: float = 1.0
+    partial_emotion: bool = True  # provisional emotion on every partial transcript
+    # live sources: start the final pass when the pause is long enough to fix the utterance's audio,
+    # before the hangover confirms the end (the work is thrown away if speech resumes)
+    speculative: bool = True
+    # live sources: partial passes may use at most this share of the time, so the worker is usually free
+    # when an utterance ends (on a slow or busy CPU partials thin out instead of delaying the final)
+    partial_duty: float = 0.5
+    queue_seconds: float = 5.0  # audio the capture queue holds before dropping (live sources)
+    stream_id: str | None = None
+    print_lines: bool = False  # also print human-readable lines to stdout
+    print_partials: bool = False
+
+    def validate(self) -> PipelineConfig:
+        self.vad.validate()
+        self.asr.validate()
+        if self.heartbeat_s <= 0:
+            raise ValueError("heartbeat interval must be > 0")
+        if not 0 < self.partial_duty <= 1:
+            raise ValueError("partial duty must be in (0, 1]")
+        if self.queue_seconds <= 0:
+            raise ValueError("queue length must be > 0 s")
+        if self.sndhwm < 1:
+            raise ValueError("send high-water mark must be >= 1")
+        return self

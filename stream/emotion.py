@@ -1,0 +1,70 @@
+"""Emotion for one utterance: FDRL on the shared Whisper frames + the transcript, through a backend.
+
+The backend (torch / onnxruntime / tensorrt) only sees speech frames [T, 384] and the text (or None when
+the transcript was judged unreliable). Which model runs, and where it comes from, is decided here:
+`--model`, else $FDRL_MODEL, else the bundled demo checkpoint.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fdrl_core.assets import DEMO_MODEL_ENV, default_model_path, demo_model_dir
+
+
+class ModelMissing(FileNotFoundError):
+    """No emotion model where one was expected (one line for the user)."""
+
+
+@dataclass
+class EmotionConfig:
+    backend: str = "auto"  # auto | torch | onnxruntime | tensorrt
+    model: str | None = None  # checkpoint folder, ONNX folder or engine; default: the bundled demo model
+    device: str = "cpu"  # torch / onnxruntime device: cpu | cuda | auto (TensorRT always uses the GPU)
+    threads: int = 1  # CPU threads of the emotion model (0: the library's default)
+
+
+def resolve_model(model: str | Path | None) -> Path:
+    """The model path to load, or ModelMissing with what to do about it."""
+    if model:
+        path = Path(model).expanduser()
+        if not path.exists():
+            raise ModelMissing(f"emotion model not found: {path}")
+        return path
+    path = default_model_path()
+    if not path.exists():
+        if path == demo_model_dir():
+            raise ModelMissing(f"no emotion model: the bundled demo model ({path}) is not installed; "
+                               f"pass --model PATH or set {DEMO_MODEL_ENV}")
+        raise ModelMissing(f"emotion model not found: {path} (from ${DEMO_MODEL_ENV})")
+    return path
+
+
+class EmotionStage:
+    """Loads the backend once; `classify` returns the backend's EmotionResult and its time in ms."""
+
+    def __init__(self, cfg: EmotionConfig | None = None):
+        from stream.backends import open_backend
+
+        self.cfg = cfg = cfg or EmotionConfig()
+        self.model_path = resolve_model(cfg.model)
+        self.backend = open_backend(cfg.backend, self.model_path, device=cfg.device, threads=cfg.threads or None)
+        if "torch" in sys.modules and cfg.threads:
+            # one small model per utterance: torch's default thread pool only spins against CTranslate2
+            # (measured here: MiniLM 480 ms with the default pool next to a busy CPU, 35 ms with one thread)
+            sys.modules["torch"].set_num_threads(cfg.threads)
+
+    @property
+    def name(self) -> str:
+        return f"{getattr(self.backend, 'name', '') or self.cfg.backend}:{self.model_path.name}"
+
+    def classify(self, frames: np.ndarray, text: str | None):
+        t0 = time.perf_counter()
+        result = self.backend.predict(np.ascontiguousarray(frames, dtype=np.float32), text or None)
+        return result, (time.perf_counter() - t0) * 1000
+
