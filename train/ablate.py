@@ -81,8 +81,11 @@ def run_ablation(utts: Sequence[Utterance], out: str | Path, cfg: FDRLConfig, tc
 def ablation_markdown(summary: dict) -> str:
     over = "leave-one-session-out folds x seeds" if summary["folds"] == "loso" else "seeds"
     part = summary["evaluated_on"]
-    lines = ["# FDRL ablations", "",
-             f"Scores in % on the **{part}** split, mean ± std over {over} {summary['seeds']}. "
+    base = summary.get("base_config", {})
+    lines = ["## FDRL ablations", "",
+             f"Scores in % on the **{part}** split, mean ± std over {over} {summary['seeds']}; base model "
+             f"d_model {base.get('d_model', '?')}, {base.get('encoder', '?')} encoders, alignment variant "
+             f"{base.get('align_variant', '?')}. "
              "Model selection on validation UA." + (" No test split: validation scores are optimistic."
                                                    if part == "val" else ""), "",
              "| variant | WA | UA | macro-F1 | ΔUA vs full | runs |", "|---|---:|---:|---:|---:|---:|"]
