@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -77,31 +76,9 @@ def text_with_tokens(tokenizer, n: int) -> str:
 
 
 def machine() -> dict:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("model name", "Model")):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    versions = {"python": platform.python_version(), "numpy": np.__version__}
-    for mod in ("onnxruntime", "torch", "transformers", "tensorrt"):
-        try:
-            versions[mod] = __import__(mod).__version__
-        except ImportError:
-            versions[mod] = None
-    info = {"cpu": cpu, "logical_cpus": os.cpu_count(), "platform": platform.platform(), "versions": versions,
-            "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
-    if hasattr(os, "sched_getaffinity"):
-        info["usable_cpus"] = len(os.sched_getaffinity(0))
-    try:
-        from fdrl_core.engine_cache import gpu_info
+    from bench.machine import describe, hardware_path
 
-        info["gpu"] = "{} (compute {})".format(*gpu_info())
-    except Exception:  # no GPU, no cuda-python, no nvidia-smi: a CPU-only box
-        info["gpu"] = None
-    return info
+    return describe(hardware_path())
 
 
 def _open_backends(args, notes: list[str]):
@@ -170,14 +147,11 @@ def measure_memory(onnx_dir: Path) -> dict:
 
 
 def markdown(rep: Report) -> str:
+    from bench.machine import markdown_lines
+
     m, s = rep.machine, rep.setup
-    v = m["versions"]
     lines = [f"# Emotion backends: {time.strftime('%Y-%m-%d %H:%M', time.localtime(s['started']))}", "",
-             f"Machine: {m['cpu']}, {m.get('usable_cpus', m['logical_cpus'])} usable CPUs "
-             f"({m['logical_cpus']} logical), GPU: {m['gpu'] or 'none'}; {m['platform']}",
-             f"Versions: python {v['python']}, numpy {v['numpy']}, torch {v['torch']}, transformers "
-             f"{v['transformers']}, onnxruntime {v['onnxruntime']}, tensorrt {v['tensorrt']}",
-             f"Load average at start {m['load_average']}, at end {s.get('load_average_end')}",
+             *markdown_lines({**m, "load_average_end": s.get("load_average_end")}),
              f"Model: {s['model']} (d_model {s['d_model']}, encoder {s['encoder']}); ONNX: {s['onnx']}",
              f"Inputs: {s['frames']} speech frames + a {s['tokens']}-token transcript per utterance; "
              f"{s['runs']} timed runs after {s['warmup']} warm-up, interleaved; "
