@@ -55,4 +55,5 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
 
 
 def to_int16(x: np.ndarray) -> np.ndarray:
-    return (np.clip(x, -1.0, 1.0) * 32767.0).astype(np.int16)
+    """float [-1, 1] -> int16 with rounding (no dither: identical input gives identical bytes)."""
+    return np.round(np.clip(x, -1.0, 1.0) * 32767.0).astype(np.int16)

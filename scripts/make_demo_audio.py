@@ -20,7 +20,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-SAMPLE_RATE = 16000
+from fdrl_core.audio import SAMPLE_RATE  # noqa: E402  (after the path insert: runs from a checkout)
 
 # (text, emotion, voice): wording and delivery agree, so both modalities carry the emotion
 SCRIPT = [

@@ -38,11 +38,7 @@ def plot_confusion(cm: Sequence[Sequence[int]], classes: Sequence[str], path: st
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="recall")
     if title:
         ax.set_title(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 LOSS_KEYS = ("total", "cls", "align", "disp", "pred")
@@ -83,6 +79,11 @@ def plot_curves(history: Sequence[dict], path: str | Path, title: str = "") -> P
     ax_m.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
+    plt = _pyplot()
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
+from fdrl_core.audio import SAMPLE_RATE, to_int16  # noqa: F401  (re-exported for the generator's modules)
+
 from .voices import SynthError
 
-SAMPLE_RATE = 16000
 REFERENCE_DBFS = -26.0   # active-speech RMS every voice is normalised to before the emotion gain
 LIMIT = 0.97             # soft limiter knee target (fraction of full scale)
 
@@ -78,7 +79,3 @@ def trim_silence(x: np.ndarray, pad_s: float = 0.12, threshold_db: float = -45.0
     end = min(len(x), (idx[-1] + 1) * frame + pad)
     return x[start:end]
 
-
-def to_int16(x: np.ndarray) -> np.ndarray:
-    """float [-1, 1] -> int16 with rounding (no dither: identical input gives identical bytes)."""
-    return np.round(np.clip(x, -1.0, 1.0) * 32767.0).astype(np.int16)
