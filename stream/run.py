@@ -26,6 +26,8 @@ EPILOG = """examples:
   python -m stream.run --mic --device 2            # see --list-devices
   python -m stream.run --file talk.wav --realtime  # replay paced like a microphone
   python -m stream.subscribe                       # in another terminal: watch the messages
+  python -m stream.run --demo --realtime --dashboard  # and open http://127.0.0.1:8765/
+  python -m stream.run --file talk.wav --report talk.html  # one HTML file: timeline, transcript, scores
 
 messages: topics 'emotion', 'transcript', 'status' as multipart [topic, json]; the contract is
 stream/schema/*.json. Exit status: 0 done or stopped, 1 the audio source failed, 2 bad arguments or
@@ -97,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="print one line per utterance (default on for --file/--demo)")
     pr.add_argument("--no-print", dest="print_lines", action="store_false")
     pub.add_argument("--print-partials", action="store_true", help="with --print: also partial transcripts/emotions")
+    pub.add_argument("--dashboard", nargs="?", const="127.0.0.1:8765", metavar="[HOST:]PORT",
+                     help="also serve the live dashboard page (default 127.0.0.1:8765; loopback only); when the "
+                          "input ends it stays up until Ctrl-C")
+    pub.add_argument("--report", metavar="OUT.html", help="write a self-contained HTML report of the run at the end")
     pub.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
     return ap
 
@@ -148,9 +154,11 @@ def run(args) -> int:
                          frame_ms=cfg.vad.frame_ms, queue_seconds=cfg.queue_seconds)
     resolve_model(cfg.emotion.model)  # fail before the slow part
 
+    from stream.dashboard.attach import RunViews
     from stream.publisher import Publisher
 
-    publisher = Publisher(cfg.endpoint, sndhwm=cfg.sndhwm)  # bound early: subscribers connect while we load
+    views = RunViews.from_args(args, label=cfg.endpoint)  # --dashboard/--report: checked before the slow part
+    publisher = views.wrap(Publisher(cfg.endpoint, sndhwm=cfg.sndhwm))  # bound early: subscribers connect
     try:
         log(f"publishing on {cfg.endpoint}; source: {source.describe()}")
         t0 = time.monotonic()
@@ -169,10 +177,12 @@ def run(args) -> int:
         log(pipeline.summary(time.monotonic() - t1))
         if pipeline.source_error:
             log(f"stream.run: {pipeline.source_error}")
+        views.finish(stopped=pipeline.stop_requested.is_set(), meta={"source": source.describe()})
         return code
     finally:
         source.close()
         publisher.close()
+        views.close()
 
 
 def _install_signals(pipeline) -> None:
