@@ -5,7 +5,8 @@
   const view = new FdrlView.View(document.getElementById("app"), store, { mode: "live", windowS: 60 });
   const conn = document.getElementById("connection");
   const endpoints = document.getElementById("endpoints");
-  let pending = false, replaying = false;
+  let pending = false, replaying = false, lastRender = 0;
+  const MIN_INTERVAL_MS = 100;  // at most ~10 renders a second, however many streams send
 
   // tests and benches read this; it is not used by the page itself
   window.fdrl = { store, view };
@@ -13,7 +14,13 @@
   function schedule() {
     if (pending) return;
     pending = true;
-    requestAnimationFrame(() => { pending = false; view.render(); renderEndpoints(); });
+    const wait = Math.max(0, MIN_INTERVAL_MS - (performance.now() - lastRender));
+    setTimeout(() => requestAnimationFrame(() => {
+      pending = false;
+      lastRender = performance.now();
+      view.render();
+      renderEndpoints();
+    }), wait);
   }
 
   function renderEndpoints() {

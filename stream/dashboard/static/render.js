@@ -295,29 +295,52 @@
 
     render() {
       if (this.store.version === this.seenVersion && this.mode === "report") return;
+      const changed = this.store.version !== this.seenVersion;
       this.seenVersion = this.store.version;
-      const ids = Array.from(this.store.streams.keys());
+      const ids = Array.from(this.store.streams.keys()).sort();
       this.empty.hidden = ids.length > 0;
+      this.streamsBox.classList.toggle("many", ids.length >= 3);
       for (const [id, p] of this.panels) {
         if (!this.store.streams.has(id)) { p.root.remove(); this.panels.delete(id); }
       }
+      const work = [];
       for (const id of ids) {
         const s = this.store.streams.get(id);
         let p = this.panels.get(id);
         if (!p) {
           p = this.panel(s);
           this.panels.set(id, p);
-          this.streamsBox.append(p.root);
+          const next = ids.slice(ids.indexOf(id) + 1).map((k) => this.panels.get(k)).find(Boolean);
+          this.streamsBox.insertBefore(p.root, next ? next.root : null);  // panels in stream-id order
         }
-        this.renderHeader(s, p);
-        if (s.dirty) {
-          this.renderTimeline(s, p);
-          this.renderTranscript(s, p);
-          this.renderCurrent(s, p);
-          s.dirty = false;
-        }
+        work.push([s, p, s.dirty]);
       }
-      this.renderSummary();
+      // read layout for every panel first, then write: one layout pass per render, not one per stream
+      for (const [, p, dirty] of work) {
+        if (!dirty) continue;
+        p.width = p.timeline.clientWidth;
+        const box = p.transcript;
+        p.atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 30;
+      }
+      for (const [s, p, dirty] of work) {
+        this.renderState(s, p);
+        if (!dirty) continue;
+        this.renderHeader(s, p);
+        this.renderTimeline(s, p);
+        this.renderTranscript(s, p);
+        this.renderCurrent(s, p);
+        s.dirty = false;
+      }
+      for (const [, p, dirty] of work) if (dirty && p.follow) p.transcript.scrollTop = p.transcript.scrollHeight;
+      // the summary changes slowly: at most twice a second on the live page
+      const now = Date.now();
+      if (changed && (this.mode === "report" || !(now - (this.summaryAt || 0) < 500))) {
+        this.summaryAt = now;
+        this.renderSummary();
+      } else if (changed) {
+        clearTimeout(this.summaryTimer);
+        this.summaryTimer = setTimeout(() => { this.summaryAt = Date.now(); this.renderSummary(); }, 500);
+      }
     }
 
     panel(s) {
@@ -347,19 +370,20 @@
 
     // ---------------------------------------------------------------- header and counters
 
-    renderHeader(s, p) {
+    renderState(s, p) {
       const silentMs = Date.now() - s.lastRx;
       let state = "live", cls = "live";
       if (this.mode === "report") { state = s.ended ? "complete" : "incomplete"; cls = s.ended ? "ended" : "warn"; }
       else if (s.ended) { state = "ended"; cls = "ended"; }
       else if (silentMs > 3500) { state = `silent ${Math.round(silentMs / 1000)} s`; cls = "warn"; }
-      p.state.textContent = state;
-      p.state.className = `state ${cls}`;
+      if (p.state.textContent !== state) p.state.textContent = state;
+      if (p.state.className !== `state ${cls}`) p.state.className = `state ${cls}`;
       const src = [s.source, s.endpoint && this.mode === "live" ? `via ${s.endpoint}` : null, s.model]
         .filter(Boolean).join(" · ");
       if (p.source.textContent !== src) p.source.textContent = src;
-      if (!s.dirty) return;
+    }
 
+    renderHeader(s, p) {
       const st = s.status || {};
       const c = st.counters || {};
       const chips = [];
@@ -395,7 +419,7 @@
 
     renderTimeline(s, p) {
       const utts = this.store.utterances(s).filter((u) => u.emo || u.tr);
-      const width = Math.max(320, p.timeline.clientWidth || 900);
+      const width = Math.max(320, p.width || p.timeline.clientWidth || 900);
       const end = Math.max(s.audioEnd, ...utts.map((u) => u.end || 0), 1);
       let t0 = 0, t1 = end, pxPerS;
       if (this.mode === "live") {
@@ -461,15 +485,14 @@
         }
         root.append(g);
       }
-      p.timeline.replaceChildren(root);
-      if (this.mode === "live") p.timeline.scrollLeft = p.timeline.scrollWidth;
+      p.timeline.replaceChildren(root);  // live: the window fits the width, so there is nothing to scroll
     }
 
     // ---------------------------------------------------------------- transcript
 
     renderTranscript(s, p) {
       const box = p.transcript;
-      const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 30;
+      const atBottom = p.atBottom !== false;
       const utts = this.store.utterances(s);
       const keep = this.mode === "live" ? utts.slice(-300) : utts;
       const keepIds = new Set(keep.map((u) => u.id));
@@ -488,7 +511,7 @@
         row.sel = sel;
         prev = row;
       }
-      if (this.mode === "live" && atBottom) box.scrollTop = box.scrollHeight;
+      p.follow = this.mode === "live" && atBottom;  // scrolled after all panels are written (one layout)
     }
 
     fillRow(s, u, li, sel) {
@@ -534,7 +557,8 @@
       const uid = s.selected != null && s.utts.has(s.selected) ? s.selected : s.latest;
       const u = uid != null ? s.utts.get(uid) : null;
       const box = [];
-      const heading = el("h3", { text: s.selected != null ? "Selected utterance" : "Current utterance" });
+      const heading = el("h3", { text: s.selected != null ? "Selected utterance"
+        : this.mode === "live" ? "Current utterance" : "Last utterance" });
       if (s.selected != null) heading.append(el("button", { class: "follow", text: "follow latest",
         onclick: (ev) => { ev.stopPropagation(); this.select(s, s.selected); } }));
       box.push(heading);
@@ -616,7 +640,7 @@
         if (!e) continue;
         const unc = Fields.uncertain(e);
         body.append(el("tr", { "data-utt": u.id, class: e.partial ? "provisional" : unc.flag ? "uncertain" : null },
-          el("td", { text: String(u.id) }), el("td", { text: `${fmt.clock(u.start)}–${fmt.clock(u.end)}` }),
+          el("td", { text: String(u.id) }), el("td", { class: "nowrap", text: `${fmt.clock(u.start)}–${fmt.clock(u.end)}` }),
           el("td", null, el("span", { class: "label-tag small", text: `${e.label}${unc.flag ? "?" : ""}`,
             style: `--c:${labelColor(e.label)}` })),
           el("td", { class: "num", text: fmt.pct(e.confidence) }),
