@@ -142,6 +142,7 @@ class SyntheticPublisher:
         self.sock.setsockopt(zmq.LINGER, 1000)
         self.sock.bind(self.endpoint)
         self.sent = 0
+        self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"synthetic-{stream_id}", daemon=True)
 
     def start(self) -> SyntheticPublisher:
@@ -151,12 +152,13 @@ class SyntheticPublisher:
     def _run(self) -> None:
         from stream.messages import encode
 
-        time.sleep(self.lead_s)
+        if self.stopping.wait(self.lead_s):
+            return
         t0 = time.monotonic()
         for at, kind, build in self.events:
             delay = t0 + at / self.speed - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
+            if delay > 0 and self.stopping.wait(delay) or self.stopping.is_set():
+                return
             items = build() if kind == "batch" else [(kind, build())]
             for topic, msg in items:
                 self.sock.send_multipart([topic.encode(), encode(msg)])
@@ -166,6 +168,9 @@ class SyntheticPublisher:
         self.thread.join(timeout)
 
     def close(self) -> None:
+        self.stopping.set()
+        if self.thread.is_alive():
+            self.thread.join(5)
         self.sock.close()
 
 
@@ -240,7 +245,7 @@ def measure(browser, n_streams: int, speed: float, timeout: float) -> dict:
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     try:
         page.goto(dash.url)
-        page.wait_for_function("window.fdrl !== undefined")
+        page.wait_for_function("() => window.fdrl !== undefined")
         page.evaluate(PAGE_PROBE)
         for p in pubs:
             p.start()

@@ -600,7 +600,7 @@
     // ---------------------------------------------------------------- summary
 
     renderSummary() {
-      const streams = Array.from(this.store.streams.values());
+      const streams = Array.from(this.store.streams.values()).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
       if (!streams.length) { this.summaryBox.replaceChildren(); return; }
       const head = ["stream", "audio", "utterances", "labels", "mean conf.", "uncertain", "text used",
         "end of speech → emotion median / p95", "RTF", "peak memory", "dropped audio", "errors"];
