@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
+import pytest
+
 from stream.dashboard import STATIC_DIR
 from stream.dashboard.state import StreamState
 from stream.messages import MessageFactory, validate
@@ -139,7 +141,7 @@ def _one_line_error(cmd: list[str]) -> str:
 
 def test_dashboard_serves_beyond_loopback_only_when_asked():
     line = _one_line_error(["stream.dashboard", "--host", "0.0.0.0", "--port", "0"])
-    assert "--allow-remote" in line
+    assert "--insecure-bind-any" in line
 
 
 def test_dashboard_bad_endpoint_and_port_in_use():
@@ -156,10 +158,11 @@ def test_dashboard_bad_endpoint_and_port_in_use():
 def test_run_refuses_an_unwritable_report_before_loading_models(tmp_path):
     line = _one_line_error(["stream.run", "--demo", "--report", str(tmp_path / "missing" / "r.html")])
     assert "does not exist" in line  # one line and nothing else: the models were never loaded
-    assert "--allow-remote" in _one_line_error(["stream.run", "--demo", "--dashboard", "0.0.0.0:0"])
+    assert "--insecure-bind-any" in _one_line_error(["stream.run", "--demo", "--dashboard", "0.0.0.0:0"])
 
 
-def _read_events(url: str, n: int, timeout: float = 10) -> list[list[dict]]:
+def _read_events(url: str, n: int, timeout: float = 10, until=None) -> list[list[dict]]:
+    """The first `n` batches a page would get (or fewer: up to the first batch for which `until` holds)."""
     u = urlparse(url)
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
     conn.request("GET", "/events")
@@ -170,6 +173,8 @@ def _read_events(url: str, n: int, timeout: float = 10) -> list[list[dict]]:
         line = resp.readline().decode()
         if line.startswith("data: "):
             batches.append(json.loads(line[6:]))
+            if until is not None and until(batches[-1]):
+                break
     conn.close()
     return batches
 
@@ -204,3 +209,46 @@ def test_a_late_page_gets_the_history_then_live_messages():
         assert rep.status == 200 and b"fdrl-data" in rep.read()
     finally:
         dash.close()
+
+
+def test_curve_publisher_is_read_with_the_subscriber_key_files(tmp_path):
+    import threading
+
+    import zmq
+    import zmq.auth
+
+    import stream.publisher
+
+    if not hasattr(stream.publisher, "load_public_key"):
+        pytest.skip("CURVE key files arrive with the publisher's CURVE support (issue 13 branch)")
+    from bench.common import free_endpoint
+    from bench.dashboard import DashboardProcess
+    from stream.messages import encode
+
+    server_pub, server_secret = zmq.auth.create_certificates(str(tmp_path), "server")
+    _, client_secret = zmq.auth.create_certificates(str(tmp_path), "client")
+    endpoint = free_endpoint()
+    sock = zmq.Context.instance().socket(zmq.PUB)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.CURVE_SERVER, 1)
+    sock.curve_publickey, sock.curve_secretkey = zmq.auth.load_certificate(server_secret)
+    sock.bind(endpoint)
+    stop = threading.Event()
+    f = MessageFactory("curve-stream")
+
+    def publish():
+        while not stop.wait(0.2):
+            sock.send_multipart([b"status", encode(status(f))])
+
+    dash = DashboardProcess([endpoint], ["--curve-server-key", server_pub, "--curve-secret", client_secret])
+    t = threading.Thread(target=publish, daemon=True)
+    t.start()
+    try:
+        batches = _read_events(dash.url, 50, timeout=30, until=lambda b: any(x["t"] == "msg" for x in b))
+        got = [x for b in batches for x in b if x["t"] == "msg"]
+        assert got and got[0]["m"]["stream_id"] == "curve-stream"
+    finally:
+        stop.set()
+        t.join()
+        dash.close()
+        sock.close()

@@ -19,8 +19,10 @@ EPILOG = """examples:
   python -m stream.dashboard --port 0                          # any free port (printed)
   python -m stream.run --demo --realtime --dashboard           # or: the page served by the run itself
 
-The page is served on loopback only unless --host names another interface AND --allow-remote is given:
-the page has no authentication, so anyone who can reach the port sees the emotions and transcripts.
+The page is served on loopback only unless --host names another interface AND --insecure-bind-any is
+given: the page has no authentication, so anyone who can reach the port sees the emotions and transcripts.
+Publishers that use CURVE (stream.run --curve-secret) are read with the same key files as stream.subscribe:
+--curve-server-key (the publisher's public key) and --curve-secret (this subscriber's key pair).
 Exit status: 0 stopped with Ctrl-C, 2 bad arguments or setup (port in use, bad endpoint, aiohttp missing)."""
 
 
@@ -33,8 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"ZeroMQ endpoints of running streams (default: {DEFAULT_ENDPOINT})")
     ap.add_argument("--host", default="127.0.0.1", help="interface to serve the page on (default: %(default)s)")
     ap.add_argument("--port", type=int, default=8765, help="HTTP port; 0 = any free port (default: %(default)s)")
-    ap.add_argument("--allow-remote", action="store_true",
-                    help="allow --host beyond loopback (the page has no authentication)")
+    ap.add_argument("--insecure-bind-any", action="store_true",
+                    help="allow --host beyond loopback (the page has no authentication: trusted networks only)")
+    sec = ap.add_argument_group("CURVE (publishers started with --curve-secret)")
+    sec.add_argument("--curve-server-key", metavar="FILE",
+                     help="the publishers' public key file (NAME.key from python -m stream.keys)")
+    sec.add_argument("--curve-secret", metavar="FILE",
+                     help="this subscriber's secret key file (NAME.key_secret), when the publisher only admits "
+                          "listed clients; default: a throw-away key pair")
     ap.add_argument("--keep", type=int, default=2000, metavar="N",
                     help="utterances per stream kept for pages opened later (default: %(default)s)")
     ap.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
@@ -49,16 +57,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stream.dashboard: needs the 'dashboard' extra ({e.name} missing): pip install 'fdrl-stream[dashboard]'",
               file=sys.stderr)
         return 2
-    from stream.dashboard.server import DashboardConfig, DashboardError, Subscription, check_endpoint, log
+    from stream.dashboard.server import DashboardConfig, DashboardError, Subscription, check_endpoint, curve_keys, log
     from stream.publisher import DEFAULT_ENDPOINT
 
     endpoints = list(dict.fromkeys(args.endpoints or [DEFAULT_ENDPOINT]))
     try:
         if args.keep < 1:
             raise DashboardError("--keep must be at least 1")
-        cfg = DashboardConfig(host=args.host, port=args.port, allow_remote=args.allow_remote,
+        cfg = DashboardConfig(host=args.host, port=args.port, insecure_bind_any=args.insecure_bind_any,
                               max_utterances=args.keep).validate()
-        subs = [Subscription(check_endpoint(e)) for e in endpoints]
+        keys = curve_keys(args.curve_server_key, args.curve_secret)
+        subs = [Subscription(check_endpoint(e), curve=keys) for e in endpoints]
     except DashboardError as e:
         print(f"stream.dashboard: {e}", file=sys.stderr)
         return 2

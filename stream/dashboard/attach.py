@@ -78,9 +78,9 @@ class RunViews:
             cfg = DashboardConfig(host=host, port=port)
             try:
                 cfg.validate()
-            except DashboardError as e:
-                raise DashboardError(f"{e} (stream.run serves loopback only; use python -m stream.dashboard "
-                                     "--host ... --allow-remote to expose a page)") from None
+            except DashboardError:
+                raise DashboardError("stream.run --dashboard serves loopback only; to expose the page use "
+                                     "python -m stream.dashboard --host HOST --insecure-bind-any") from None
             self.dashboard = DashboardThread(cfg, label=label)
 
     @classmethod
@@ -91,6 +91,7 @@ class RunViews:
         """Start the dashboard and return the publisher to give the pipeline."""
         sinks = []
         if self.dashboard is not None:
+            self.dashboard.label = getattr(publisher, "endpoint", None) or self.dashboard.label  # the bound address
             self.url = self.dashboard.start()
             print(f"stream.run: dashboard at {self.url}", file=sys.stderr, flush=True)
             sinks.append(self.dashboard.send)

@@ -47,16 +47,17 @@ def is_loopback(host: str) -> bool:
 class DashboardConfig:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT  # 0: any free port
-    allow_remote: bool = False  # serve beyond loopback (the page has no authentication)
+    insecure_bind_any: bool = False  # serve beyond loopback (the page has no authentication)
     max_utterances: int = 2000  # per stream, kept for pages that open late
     client_queue: int = 10000  # messages waiting for one slow page before it is resynchronised
 
     def validate(self) -> DashboardConfig:
         if not 0 <= self.port <= 65535:
             raise DashboardError(f"port {self.port} is not in 0-65535")
-        if not is_loopback(self.host) and not self.allow_remote:
-            raise DashboardError(f"refusing to serve the dashboard on {self.host!r}: it is reachable beyond this "
-                                 "machine and has no authentication; pass --allow-remote if you mean it")
+        if not is_loopback(self.host) and not self.insecure_bind_any:
+            raise DashboardError(f"refusing to serve the dashboard on {self.host!r}: it would be reachable from other "
+                                 "machines without authentication; on a trusted network say so with "
+                                 "--insecure-bind-any")
         return self
 
 
@@ -219,7 +220,27 @@ class WebServer:
 @dataclass
 class Subscription:
     endpoint: str
-    curve: dict | None = None  # {"server_key": z85, "public": z85, "secret": z85} once publishers use CURVE
+    curve: tuple[bytes, bytes, bytes] | None = None  # (server public, our public, our secret) for CURVE
+
+
+def curve_keys(server_key_file: str | None, secret_file: str | None) -> tuple[bytes, bytes, bytes] | None:
+    """The same key files as `stream.subscribe --curve-server-key/--curve-secret` (made by stream.keys)."""
+    if not server_key_file:
+        if secret_file:
+            raise DashboardError("--curve-secret needs --curve-server-key (the publisher's public key)")
+        return None
+    try:
+        from stream.publisher import PublisherError, load_public_key, load_secret_key
+    except ImportError:  # CURVE arrives with the publisher's key handling (issue 13)
+        raise DashboardError("this version of stream.publisher has no CURVE support") from None
+    import zmq
+
+    try:
+        server = load_public_key(server_key_file)
+        public, secret = load_secret_key(secret_file) if secret_file else zmq.curve_keypair()
+    except PublisherError as e:
+        raise DashboardError(str(e)) from None
+    return server, public, secret
 
 
 MAX_MESSAGE_BYTES = 1 << 20  # a stream message is a few kB; anything bigger is not one of ours
@@ -235,9 +256,9 @@ async def subscribe(hub: Hub, sub: Subscription, ctx) -> None:
     sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
     sock.setsockopt(zmq.RCVHWM, 10000)
     if sub.curve:
-        sock.curve_serverkey = sub.curve["server_key"].encode()
-        sock.curve_publickey = sub.curve["public"].encode()
-        sock.curve_secretkey = sub.curve["secret"].encode()
+        sock.setsockopt(zmq.CURVE_SERVERKEY, sub.curve[0])
+        sock.setsockopt(zmq.CURVE_PUBLICKEY, sub.curve[1])
+        sock.setsockopt(zmq.CURVE_SECRETKEY, sub.curve[2])
     for t in TOPICS:
         sock.setsockopt(zmq.SUBSCRIBE, t.encode())
     monitor = sock.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH

@@ -31,6 +31,7 @@
     uncertain(m) {
       const u = m.uncertain;
       if (u && typeof u === "object") return { flag: u.flag !== false, reason: u.reason || null };
+      if (typeof u === "string" && u) return { flag: true, reason: u };
       const reason = m.uncertain_reason || m.uncertainty_reason || null;
       return { flag: u === true, reason: u === true ? reason : null };
     },
@@ -58,10 +59,11 @@
   // ------------------------------------------------------------------ store
 
   function wins(old, m) {
-    // final beats provisional; otherwise the higher (or same, i.e. newer) revision wins
+    // A final beats provisional results, except that speech resuming after an "early" final reopens the
+    // utterance (its new partials carry higher revisions); otherwise the higher (or same = newer) revision wins.
     if (!old) return true;
     if (old.partial && !m.partial) return true;
-    if (!old.partial && m.partial) return false;
+    if (!old.partial && m.partial) return old.final_kind === "early" && (m.revision || 0) > (old.revision || 0);
     return (m.revision || 0) >= (old.revision || 0);
   }
 
@@ -253,7 +255,7 @@
     const names = {
       dropped_audio_frames: "dropped audio", queue_depth: "queue", pending_work: "pending", errors: "errors",
       send_failures: "send failures", messages_sent: "messages", utterances: "utterances", partials: "partial passes",
-      discarded: "discarded",
+      discarded: "discarded", dropped_blocks: "dropped blocks", input_overflows: "input overflows",
     };
     return names[k] || k.replace(/_/g, " ");
   }
@@ -378,8 +380,9 @@
       else if (silentMs > 3500) { state = `silent ${Math.round(silentMs / 1000)} s`; cls = "warn"; }
       if (p.state.textContent !== state) p.state.textContent = state;
       if (p.state.className !== `state ${cls}`) p.state.className = `state ${cls}`;
-      const src = [s.source, s.endpoint && this.mode === "live" ? `via ${s.endpoint}` : null, s.model]
-        .filter(Boolean).join(" · ");
+      const st = s.status || {};
+      const src = [s.source, s.endpoint && this.mode === "live" ? `via ${s.endpoint}` : null,
+        st.curve === true ? "encrypted (CURVE)" : null, s.model].filter(Boolean).join(" · ");
       if (p.source.textContent !== src) p.source.textContent = src;
     }
 
@@ -398,7 +401,8 @@
         const d = median(s.delivery.slice(-50));
         chip("publish → page", fmt.ms(d), false, "time from publishing a message to this page receiving it");
       }
-      const order = ["utterances", "dropped_audio_frames", "errors", "queue_depth", "pending_work",
+      const order = ["utterances", "dropped_audio_frames", "dropped_blocks", "input_overflows", "errors",
+        "queue_depth", "pending_work",
         "send_failures", "discarded", "partials", "messages_sent"];
       const keys = order.filter((k) => k in c).concat(Object.keys(c).filter((k) => !order.includes(k)).sort());
       for (const k of keys) {
@@ -531,7 +535,9 @@
       if (t && t.reliable === false) notes.push(`unreliable text: ${t.reason || "rejected"}`);
       else if (e && !e.text_used && e.text_dropped) notes.push(`text not used: ${e.text_dropped}`);
       if (unc.flag) notes.push(`uncertain${unc.reason ? `: ${unc.reason}` : ""}`);
-      if (e && u.finalRevisions) notes.push(`revised ×${u.finalRevisions}`);
+      if (e && !e.partial && (u.finalRevisions || e.revises != null)) {
+        notes.push(`revised final${e.revises != null ? ` (replaces r${e.revises})` : ""}`);
+      }
       const cells = [el("span", { class: "time", text: fmt.clock(u.start) }), tag, conf,
         e ? this.stackBar(e, s) : el("span", { class: "stack" }), text];
       if (notes.length) cells.push(el("span", { class: "note", text: notes.join(" · ") }));
@@ -570,7 +576,8 @@
       const e = u.emo;
       const unc = Fields.uncertain(e), stable = Fields.stable(e);
       const state = e.partial ? `provisional r${e.revision}${stable === true ? ", stable" : stable === false
-        ? ", unstable" : ""}` : `final${e.revision ? ` r${e.revision}` : ""}`;
+        ? ", unstable" : ""}` : `final${e.final_kind === "early" ? " (early)" : ""} r${e.revision}${
+        e.revises != null ? `, revises r${e.revises}` : ""}`;
       box.push(el("div", { class: "current-head", "data-utt": u.id },
         el("span", { class: "label-tag big", text: e.label, style: `--c:${labelColor(e.label)}` }),
         el("span", { class: "conf big", text: fmt.pct(e.confidence) }),
