@@ -19,16 +19,12 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from stream.dashboard import STATIC_DIR
+from stream.dashboard import STATIC_DIR, ReportError, ReportWriteError
 from stream.dashboard.state import StreamState
 from stream.messages import SCHEMAS
 
 CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:"
 TOPIC_OF_SCHEMA = {v.split("/")[0]: k for k, v in SCHEMAS.items()}  # "fdrl.emotion" -> "emotion"
-
-
-class ReportError(RuntimeError):
-    """The report cannot be written or read (one line for the user)."""
 
 
 def _script_json(data) -> str:
@@ -111,7 +107,7 @@ def write_report(path: str | os.PathLike, messages: Iterable[tuple[str, dict]], 
         os.replace(tmp, p)
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)
-        raise ReportError(f"cannot write the report to {p}: {e.strerror}") from None
+        raise ReportWriteError(f"cannot write the report to {p}: {e.strerror or e}") from None
     return p
 
 
@@ -180,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     except ReportError as e:
         print(f"stream.report: {e}", file=sys.stderr)
         return 2
+    except ReportWriteError as e:
+        print(f"stream.report: {e}", file=sys.stderr)
+        return 1
     print(f"stream.report: wrote {p} ({p.stat().st_size / 1024:.0f} kB)", file=sys.stderr)
     return 0
 

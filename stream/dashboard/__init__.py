@@ -10,4 +10,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+try:  # the project's CLI convention: InputError -> exit 2, RunError -> exit 1 (fdrl_core.cli, issue 13)
+    from fdrl_core.cli import InputError as _InputError
+    from fdrl_core.cli import RunError as _RunError
+except ImportError:  # before that module exists stream.run maps ValueError to 2 and RuntimeError to 2
+    _InputError, _RunError = ValueError, RuntimeError
+
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+
+class DashboardError(_InputError):
+    """A setup problem the user can fix: address, port in use, endpoint, key files (one line)."""
+
+
+class ReportError(_InputError):
+    """The report cannot be written where asked, or a capture cannot be read (one line)."""
+
+
+class ReportWriteError(_RunError):
+    """Writing the report failed at the end of a run (disk full, folder removed)."""

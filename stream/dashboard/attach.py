@@ -16,7 +16,8 @@ DEFAULT_ADDRESS = "127.0.0.1:8765"
 
 def parse_address(text: str) -> tuple[str, int]:
     """'PORT', 'HOST', 'HOST:PORT' or '[v6]:PORT' -> (host, port)."""
-    from stream.dashboard.server import DEFAULT_HOST, DEFAULT_PORT, DashboardError
+    from stream.dashboard import DashboardError
+    from stream.dashboard.server import DEFAULT_HOST, DEFAULT_PORT
 
     text = text.strip()
     host, port = DEFAULT_HOST, str(DEFAULT_PORT)
@@ -69,11 +70,13 @@ class RunViews:
             self.report_path = check_writable(report)
             self.recorder = Recorder()
         if dashboard is not None:
+            from stream.dashboard import DashboardError
+
             try:
-                from stream.dashboard.server import DashboardConfig, DashboardError, DashboardThread
+                from stream.dashboard.server import DashboardConfig, DashboardThread
             except ImportError as e:
-                raise RuntimeError(f"--dashboard needs the 'dashboard' extra ({e.name} missing): "
-                                   "pip install 'fdrl-stream[dashboard]'") from None
+                raise DashboardError(f"--dashboard needs the 'dashboard' extra ({e.name} missing): "
+                                     "pip install 'fdrl-stream[dashboard]'") from None
             host, port = parse_address(dashboard)
             cfg = DashboardConfig(host=host, port=port)
             try:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from stream.dashboard import STATIC_DIR
+from stream.dashboard import STATIC_DIR, DashboardError
 from stream.dashboard.state import RESET, StreamState
 from stream.messages import TOPICS
 
@@ -28,10 +28,6 @@ REPLAYED = json.dumps({"t": "replayed"})
 STATIC_FILES = ("render.js", "live.js", "style.css")
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
-
-
-class DashboardError(RuntimeError):
-    """A setup problem the user can fix (one line)."""
 
 
 def is_loopback(host: str) -> bool:
