@@ -252,3 +252,18 @@ def test_curve_publisher_is_read_with_the_subscriber_key_files(tmp_path):
         t.join()
         dash.close()
         sock.close()
+
+
+def test_recorder_takes_published_events_from_the_observer_interface():
+    from stream.events import Observers
+    from stream.report import Recorder
+
+    rec = Recorder()
+    obs = Observers([rec])
+    f = MessageFactory("obs")
+    obs.emit("speech_start", "obs", utterance_id=0, audio_t=0.5)  # not a message: ignored
+    for m in (emotion(f, 0, "sad", partial=True, revision=0), emotion(f, 0, "sad", partial=False, revision=1)):
+        obs.emit("published", "obs", utterance_id=0, topic="emotion", partial=m["partial"], revision=m["revision"],
+                 message=m)
+    assert [(t, m["revision"]) for t, m in rec.messages()] == [("emotion", 1)]
+    assert not obs._broken

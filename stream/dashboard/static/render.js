@@ -405,7 +405,9 @@
         "queue_depth", "pending_work",
         "send_failures", "discarded", "partials", "messages_sent"];
       const keys = order.filter((k) => k in c).concat(Object.keys(c).filter((k) => !order.includes(k)).sort());
+      const transient = this.mode === "report" ? ["queue_depth", "pending_work"] : [];  // meaningless at the end
       for (const k of keys) {
+        if (transient.includes(k)) continue;
         const v = c[k];
         chip(counterName(k), String(v), BAD_COUNTER.test(k) && v > 0);
       }
