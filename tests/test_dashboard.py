@@ -267,3 +267,18 @@ def test_recorder_takes_published_events_from_the_observer_interface():
                  message=m)
     assert [(t, m["revision"]) for t, m in rec.messages()] == [("emotion", 1)]
     assert not obs._broken
+
+
+def test_dashboard_answers_only_to_loopback_host_names():
+    from stream.dashboard.server import DashboardConfig, DashboardThread
+
+    dash = DashboardThread(DashboardConfig(port=0))
+    url = urlparse(dash.start())
+    try:
+        for host, want in (("localhost", 200), (f"127.0.0.1:{url.port}", 200), ("evil.example:80", 403)):
+            conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+            conn.request("GET", "/", headers={"Host": host})
+            assert conn.getresponse().status == want, host
+            conn.close()
+    finally:
+        dash.close()

@@ -104,12 +104,15 @@ class Hub:
         self.clients.discard(c)
 
 
+HUB = web.AppKey("hub", Hub)
+
+
 def _sse(items: list[str]) -> bytes:
     return b"data: [" + ",".join(items).encode("utf-8") + b"]\n\n"
 
 
 async def _events(request: web.Request) -> web.StreamResponse:
-    hub: Hub = request.app["hub"]
+    hub: Hub = request.app[HUB]
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
                                        "X-Accel-Buffering": "no"})
     await resp.prepare(request)
@@ -153,14 +156,21 @@ async def _report(request: web.Request) -> web.Response:
     """The run so far as a self-contained HTML report (same as stream.run --report)."""
     from stream.report import build_report
 
-    hub: Hub = request.app["hub"]
+    hub: Hub = request.app[HUB]
     html = build_report(hub.state.messages(), title="fdrl-stream dashboard snapshot")
     return web.Response(text=html, content_type="text/html",
                         headers={"Content-Disposition": 'attachment; filename="fdrl-report.html"'})
 
 
+LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "ip6-localhost"}
+
+
 @web.middleware
 async def _headers(request: web.Request, handler):
+    cfg: DashboardConfig = request.app[HUB].cfg
+    if not cfg.insecure_bind_any and (request.url.host or "").strip("[]").lower() not in LOOPBACK_NAMES | {cfg.host}:
+        # a page of another site that re-pointed its own name at 127.0.0.1 (DNS rebinding) must not read ours
+        raise web.HTTPForbidden(text="the dashboard answers to loopback host names only\n")
     resp = await handler(request)
     resp.headers.setdefault("Content-Security-Policy", CSP)
     resp.headers.setdefault("X-Content-Type-Options", "nosniff")
@@ -170,7 +180,7 @@ async def _headers(request: web.Request, handler):
 
 def make_app(hub: Hub) -> web.Application:
     app = web.Application(middlewares=[_headers])
-    app["hub"] = hub
+    app[HUB] = hub
     app.router.add_get("/", _index)
     app.router.add_get("/static/{name}", _static)
     app.router.add_get("/events", _events)

@@ -1,7 +1,7 @@
 /* The live page: server-sent events from the dashboard server -> FdrlView (render.js). */
 (function () {
   "use strict";
-  const store = new FdrlView.Store();
+  const store = new FdrlView.Store({ maxUtterances: 2000 });
   const view = new FdrlView.View(document.getElementById("app"), store, { mode: "live", windowS: 60 });
   const conn = document.getElementById("connection");
   const endpoints = document.getElementById("endpoints");

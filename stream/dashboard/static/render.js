@@ -82,7 +82,9 @@
   }
 
   class Store {
-    constructor() {
+    /** opts.maxUtterances: per stream, oldest forgotten first (a page left open for days stays small). */
+    constructor(opts) {
+      this.maxUtterances = (opts && opts.maxUtterances) || Infinity;
       this.streams = new Map();
       this.endpoints = new Map();
       this.received = 0;       // messages taken in since the page loaded (tests read this)
@@ -150,6 +152,10 @@
       if (!u) {
         u = { id: uid, emo: null, tr: null, finalRevisions: 0, version: 0 };
         s.utts.set(uid, u);
+        if (s.utts.size > this.maxUtterances) {
+          s.utts.delete(Math.min(...s.utts.keys()));
+          s.forgotten = (s.forgotten || 0) + 1;
+        }
       }
       if (topic === "emotion") {
         if (!wins(u.emo, m)) return;
@@ -626,7 +632,8 @@
         }
         body.append(el("tr", { "data-stream": s.id },
           el("td", { text: s.id }), el("td", { text: fmt.s(m.audio) }),
-          el("td", { text: `${m.utterances}${m.provisional ? ` (+${m.provisional} in progress)` : ""}` }),
+          el("td", { text: `${m.utterances}${m.provisional ? ` (+${m.provisional} in progress)` : ""}${
+            s.forgotten ? ` (the last ${s.utts.size} of ${s.utts.size + s.forgotten})` : ""}` }),
           el("td", null, labels), el("td", { text: fmt.pct(m.meanConfidence) }),
           el("td", { text: String(m.uncertain) }), el("td", { text: `${m.textUsed}/${m.utterances}` }),
           el("td", { text: `${fmt.ms(m.latencyMedian)} / ${fmt.ms(m.latencyP95)}` }),
