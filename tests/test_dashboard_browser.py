@@ -185,6 +185,7 @@ def test_report_opens_offline_and_shows_the_same(demo_run, browser):
     rows = page.locator("table.utt-table tbody tr")
     assert rows.count() == len(DEMO_LABELS)
     assert [rows.nth(i).locator("td").nth(2).inner_text().lower() for i in range(rows.count())] == DEMO_LABELS
+    assert page.locator(".latency-chart .lat-bar").count() == len(DEMO_LABELS)
     summary = page.inner_text("table.summary-table")
     assert "8" in summary and "end of speech" in summary
     shot(page, "report-demo.png")

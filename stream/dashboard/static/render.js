@@ -643,8 +643,46 @@
       }
       table.append(body);
       const parts = [el("h2", { text: "Summary" }), table];
-      if (this.mode === "report") parts.push(...streams.map((s) => this.utteranceTable(s)));
+      if (this.mode === "report") {
+        for (const s of streams) parts.push(this.latencyChart(s), this.utteranceTable(s));
+      }
       this.summaryBox.replaceChildren(...parts);
+    }
+
+    /** End of speech -> final emotion for each utterance, as bars in the label's colour, with the median. */
+    latencyChart(s) {
+      const finals = this.store.utterances(s).filter((u) => u.emo && !u.emo.partial
+        && typeof (u.emo.latency_ms || {}).eos_to_publish === "number");
+      const box = el("div", { class: "latency-chart", "data-stream": s.id },
+        el("h3", { text: `End of speech → emotion · ${s.id}` }));
+      if (!finals.length) { box.append(el("p", { class: "muted small", text: "no latency measured" })); return box; }
+      const vals = finals.map((u) => u.emo.latency_ms.eos_to_publish);
+      const top = Math.max(...vals) * 1.15, H = 120, base = H - 18, bw = Math.max(8, Math.min(40, 900 / finals.length));
+      const w = Math.max(420, finals.length * (bw + 6) + 140);
+      const y = (v) => base - (v / top) * (base - 14);
+      const chart = svg("svg", { width: w, height: H, class: "latency-svg", role: "img",
+        "aria-label": `latency per utterance of ${s.id}` });
+      chart.append(svg("line", { x1: 44, x2: w, y1: base, y2: base, class: "axis" }));
+      finals.forEach((u, i) => {
+        const v = u.emo.latency_ms.eos_to_publish, x = 50 + i * (bw + 6);
+        const g = svg("g", { class: "lat-bar", "data-utt": u.id, onclick: () => this.select(s, u.id) },
+          svg("title", { text: `#${u.id} ${u.emo.label}: ${fmt.ms(v)} (ASR ${fmt.ms(u.emo.latency_ms.asr)}, ` +
+            `emotion ${fmt.ms(u.emo.latency_ms.emotion)})` }),
+          svg("rect", { x, y: y(v), width: bw, height: Math.max(1, base - y(v)), fill: labelColor(u.emo.label), rx: 2 }));
+        if (bw >= 16 || i % Math.ceil(16 / bw) === 0) {
+          g.append(svg("text", { x: x + bw / 2, y: base + 12, class: "tick", "text-anchor": "middle", text: `#${u.id}` }));
+        }
+        chart.append(g);
+      });
+      const med = median(vals);
+      const most = Math.max(...vals);
+      chart.append(svg("line", { x1: 44, x2: w, y1: y(med), y2: y(med), class: "median" }),
+        svg("text", { x: w - 4, y: y(med) - 3, class: "tick", "text-anchor": "end", text: `median ${fmt.ms(med)}` }),
+        svg("line", { x1: 40, x2: 44, y1: y(most), y2: y(most), class: "axis" }),
+        svg("text", { x: 38, y: y(most) + 3, class: "tick", "text-anchor": "end", text: fmt.ms(most) }),
+        svg("text", { x: 38, y: base + 3, class: "tick", "text-anchor": "end", text: "0" }));
+      box.append(el("div", { class: "chart-scroll" }, chart));
+      return box;
     }
 
     utteranceTable(s) {
