@@ -168,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("capture", help="JSON lines from stream.subscribe --json")
     ap.add_argument("-o", "--out", required=True, metavar="OUT.html", help="report file to write")
     ap.add_argument("--title", default="fdrl-stream run report")
+    ap.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
     args = ap.parse_args(argv)
     try:
         check_writable(args.out)
@@ -178,6 +179,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except ReportWriteError as e:
         print(f"stream.report: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:
+        if args.debug:
+            raise
+        print(f"stream.report: unexpected error: {type(e).__name__}: {e} (--debug shows the traceback)",
+              file=sys.stderr)
         return 1
     print(f"stream.report: wrote {p} ({p.stat().st_size / 1024:.0f} kB)", file=sys.stderr)
     return 0

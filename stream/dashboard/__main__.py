@@ -23,7 +23,8 @@ The page is served on loopback only unless --host names another interface AND --
 given: the page has no authentication, so anyone who can reach the port sees the emotions and transcripts.
 Publishers that use CURVE (stream.run --curve-secret) are read with the same key files as stream.subscribe:
 --curve-server-key (the publisher's public key) and --curve-secret (this subscriber's key pair).
-Exit status: 0 stopped with Ctrl-C, 2 bad arguments or setup (port in use, bad endpoint, aiohttp missing)."""
+Exit status: 0 stopped with Ctrl-C or SIGTERM, 1 an unexpected failure, 2 bad arguments or setup (port in
+use, bad endpoint or key file, aiohttp missing)."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -61,6 +61,7 @@ class _Client:
     def __init__(self, size: int):
         self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=size)
         self.overflowed = False
+        self.closing = False
 
 
 class Hub:
@@ -103,6 +104,13 @@ class Hub:
     def detach(self, c: _Client) -> None:
         self.clients.discard(c)
 
+    def shutdown(self) -> None:
+        """Let every open event stream end now, instead of waiting out the server's shutdown timeout."""
+        for c in self.clients:
+            c.closing = True
+            with contextlib.suppress(asyncio.QueueFull):
+                c.queue.put_nowait("")
+
 
 HUB = web.AppKey("hub", Hub)
 
@@ -125,9 +133,13 @@ async def _events(request: web.Request) -> web.StreamResponse:
             except asyncio.TimeoutError:
                 await resp.write(b": keep-alive\n\n")
                 continue
+            if client.closing:
+                break
             batch = [text]
             while not client.queue.empty() and len(batch) < 2000:
                 batch.append(client.queue.get_nowait())
+            if client.closing:
+                break
             if client.overflowed:  # it fell behind: start it again from the history
                 while not client.queue.empty():
                     client.queue.get_nowait()
@@ -207,7 +219,7 @@ class WebServer:
             await site.start()
         except OSError as e:
             await self.runner.cleanup()
-            what = "address already in use (choose another --port; 0 = any free port)" \
+            what = "address already in use (choose another port; 0 = any free port)" \
                 if e.errno in (98, 48, 10048) else (e.strerror or str(e))
             raise DashboardError(f"cannot serve the dashboard on {self.cfg.host}:{self.cfg.port}: {what}") from None
         host, port = self.runner.addresses[0][:2]
@@ -216,6 +228,7 @@ class WebServer:
         return self.url
 
     async def stop(self) -> None:
+        self.hub.shutdown()
         if self.runner is not None:
             await self.runner.cleanup()
 
