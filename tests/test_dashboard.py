@@ -282,3 +282,30 @@ def test_dashboard_answers_only_to_loopback_host_names():
             conn.close()
     finally:
         dash.close()
+
+
+def test_a_page_that_falls_behind_is_resynchronised_not_buffered_without_bound():
+    from stream.dashboard.server import DashboardConfig, DashboardThread
+
+    dash = DashboardThread(DashboardConfig(port=0, client_queue=3))
+    url = dash.start()
+    f = MessageFactory("burst")
+    burst = [emotion(f, uid, "sad", partial=False, revision=0) for uid in range(50)]
+
+    def flood():  # one loop callback: the page's writer cannot run in between
+        for m in burst:
+            dash.hub.feed("emotion", m, None)
+
+    try:
+        import threading
+
+        later = threading.Timer(0.5, dash.loop.call_soon_threadsafe, (flood,))
+        later.start()
+        first, second = _read_events(url, 2)
+        later.join()
+        assert [x["t"] for x in first] == ["reset", "replayed"]
+        assert second[0]["t"] == "reset" and second[-1]["t"] == "replayed"  # a fresh snapshot, not 50 queued
+        assert [x["m"]["utterance_id"] for x in second if x["t"] == "msg"] == list(range(50))
+        assert all(c.queue.qsize() <= 3 for c in dash.hub.clients)
+    finally:
+        dash.close()

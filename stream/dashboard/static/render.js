@@ -94,6 +94,7 @@
 
     reset() {
       this.streams.clear();
+      this.generation = (this.generation || 0) + 1;  // views drop what they drew from the old state
       this.version++;
     }
 
@@ -107,7 +108,7 @@
       if (!s) {
         s = {
           id, endpoint: null, source: null, model: null, labels: [], utts: new Map(), status: null,
-          started: null, ended: false, errors: [], lastRx: 0, delivery: [], seq: {}, missed: 0,
+          ended: false, errors: [], lastRx: 0, delivery: [], seq: {}, missed: 0,
           rssPeak: null, dirty: true, selected: null, latest: null, audioEnd: 0,
         };
         this.streams.set(id, s);
@@ -136,7 +137,6 @@
       this.version++;
       if (topic === "status") {
         s.status = m;
-        if (m.kind === "start" || !s.started) s.started = s.started || m;
         if (m.kind === "stop") s.ended = true;
         if (m.kind === "start") s.ended = false;
         if (m.kind === "error" && m.error) s.errors.push(m);
@@ -308,8 +308,10 @@
       const ids = Array.from(this.store.streams.keys()).sort();
       this.empty.hidden = ids.length > 0;
       this.streamsBox.classList.toggle("many", ids.length >= 3);
+      const fresh = this.generation !== this.store.generation;
+      this.generation = this.store.generation;
       for (const [id, p] of this.panels) {
-        if (!this.store.streams.has(id)) { p.root.remove(); this.panels.delete(id); }
+        if (fresh || !this.store.streams.has(id)) { p.root.remove(); this.panels.delete(id); }
       }
       const work = [];
       for (const id of ids) {
