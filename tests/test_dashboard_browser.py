@@ -146,10 +146,9 @@ def demo_run(browser, tmp_path_factory):
 def test_live_page_shows_the_demo_utterances_in_order(demo_run):
     r = demo_run
     assert r["returncode"] == 0, "".join(r["stderr"][-20:])
-    published = [m.group(1).lower() for m in map(re.compile(r"^\[[^\]]*\]\s+(\w+)").match, r["stdout"]) if m]
-    assert published == DEMO_LABELS, f"the model published {published}"
+    printed = [m.group(1).lower() for m in map(re.compile(r"^\[[^\]]*\]\s+(\w+)").match, r["stdout"]) if m]
     assert "Waiting for a stream" in r["waiting_text"]  # the page was open before the run started
-    assert r["labels"] == DEMO_LABELS
+    assert r["labels"] == DEMO_LABELS, f"stream.run printed {printed}"
     # live: the page was never reloaded, messages arrived one by one and provisional results were drawn
     assert r["live_received"] > 2 * len(DEMO_LABELS)
     assert len(r["seen_counts"]) > 2 and r["seen_counts"] == sorted(r["seen_counts"]), r["seen_counts"]
