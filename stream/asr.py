@@ -133,7 +133,9 @@ def judge(text: str, no_speech_prob: float, avg_logprob: float, cfg: AsrConfig) 
 class Recognizer:
     """One Whisper model, shared by the recogniser and FDRL's speech frontend (loaded once)."""
 
-    def __init__(self, cfg: AsrConfig | None = None, frontend=None):
+    def __init__(self, cfg: AsrConfig | None = None, frontend=None, window=None):
+        """window: the encoder WindowPolicy (default: the frontend's); the pipeline sets the emotion
+        model's, so run-time frames match the features that model was trained on."""
         from faster_whisper.tokenizer import Tokenizer
 
         self.cfg = cfg = (cfg or AsrConfig()).validate()
@@ -144,6 +146,7 @@ class Recognizer:
             frontend = SpeechFrontend(cfg.model, device=cfg.device, compute_type=cfg.compute_type,
                                       cpu_threads=threads)
         self.frontend = frontend
+        self.window = window or frontend.window
         self.whisper = frontend.whisper
         ct2 = self.whisper.model
         language = cfg.language if ct2.is_multilingual else None
@@ -173,7 +176,7 @@ class Recognizer:
             audio = audio.astype(np.float32) / 32768.0
         cfg = self.cfg
         t0 = time.perf_counter()
-        enc = self.frontend.encode(audio)
+        enc = self.frontend.encode(audio, self.window)
         t1 = time.perf_counter()
         seconds = len(audio) / SAMPLE_RATE
         max_new = int(16 + cfg.max_tokens_per_s * seconds)

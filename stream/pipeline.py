@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fdrl_core.audio import SAMPLE_RATE
+from fdrl_core.speech_frontend import window_for_model
 from stream.config import PipelineConfig
 from stream.messages import MessageFactory, format_line
 from stream.sources import AudioSource, SourceError
@@ -108,6 +109,10 @@ class Pipeline:
         self.cfg = cfg
         self.source = source
         self.recognizer = recognizer
+        model_path = getattr(emotion, "model_path", None)
+        if model_path is not None and hasattr(recognizer, "window"):
+            # encode with the window policy the emotion model was trained with (legacy models: 30 s)
+            recognizer.window = window_for_model(model_path)
         self.emotion = emotion
         self.publisher = publisher
         self.out = out or sys.stdout
