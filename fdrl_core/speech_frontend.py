@@ -199,11 +199,16 @@ class SpeechFrontend:
             out = out[0]
         return np.ascontiguousarray(out[: encoder_frames_for(num_samples)])
 
+    def frames_of_batch(self, encoder_output, lengths: list[int]) -> list[np.ndarray]:
+        """Per-utterance frames from one batched encoder output (utterances of `lengths` samples)."""
+        out = np.asarray(encoder_output, dtype=np.float32)
+        return [np.ascontiguousarray(out[i, : encoder_frames_for(n)]) for i, n in enumerate(lengths)]
+
     def frames_batch(self, audios: list[np.ndarray], window: WindowPolicy | None = None) -> list[np.ndarray]:
         """Batched encoding for feature caching: one encoder call per window size, results in input order."""
         result: list[np.ndarray | None] = [None] * len(audios)
         for idx in self.window_groups([len(a) for a in audios], window).values():
-            out = np.asarray(self.encode([audios[i] for i in idx], window), dtype=np.float32)
+            frames = self.frames_of_batch(self.encode([audios[i] for i in idx], window), [len(audios[i]) for i in idx])
             for j, i in enumerate(idx):
-                result[i] = np.ascontiguousarray(out[j, : encoder_frames_for(len(audios[i]))])
+                result[i] = frames[j]
         return result
