@@ -17,7 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from fdrl_core.engine_cache import TENSORRT_HINT, DeviceError, DeviceInfo, _cuda_runtime, detect_device
+from fdrl_core.engine_cache import (
+    TENSORRT_HINT,
+    DeviceError,
+    DeviceInfo,
+    _cuda_runtime,
+    default_cache_dir,
+    detect_device,
+    engine_name,
+)
 from fdrl_core.export_format import ONNX_FILE, EngineSidecar, OnnxSidecar
 
 SHAPE_INPUTS = {"speech": "speech", "speech_mask": "speech", "input_ids": "text", "attention_mask": "text"}
@@ -69,6 +77,19 @@ def profile_shapes(sidecar: OnnxSidecar, opts: BuildOptions) -> dict[str, list[l
         tail = [sidecar.speech_dim] if name == "speech" else []
         shapes[name] = [[batch[i], lengths[kind][i], *tail] for i in range(3)]
     return shapes
+
+
+def default_engine_path(onnx_dir: str | Path, precision: str, device: DeviceInfo | None = None) -> Path:
+    """Where `python -m export trt` writes without --out: the engine cache, under the name ensure-engine
+    and the run-time look for (graph hash, precision, GPU, TensorRT version)."""
+    from export.onnx_export import onnx_sha256
+
+    import_tensorrt()
+    try:
+        device = device or detect_device()
+    except DeviceError as e:
+        raise BuildError(str(e)) from None
+    return default_cache_dir() / engine_name(onnx_sha256(onnx_dir), precision, device)
 
 
 def import_tensorrt():
@@ -165,12 +186,14 @@ def build_engine(onnx_dir: str | Path, out: str | Path, opts: BuildOptions | Non
                  device: DeviceInfo | None = None, log=None) -> EngineSidecar:
     """Parse onnx_dir/fdrl.onnx, build, write `out` + `out.json`; returns the sidecar."""
     from export.onnx_export import load_sidecar, onnx_sha256
+    from fdrl_core.packed_onnx import ready
 
     opts = opts or BuildOptions()
     say = log or (lambda msg: print(msg, file=sys.stderr))
     trt = import_tensorrt()
     onnx_dir = Path(onnx_dir).expanduser()
     sidecar = load_sidecar(onnx_dir)
+    onnx_dir = ready(onnx_dir, log=say)  # a packed (bundled demo) export: its unpacked copy
     actual = onnx_sha256(onnx_dir)
     if sidecar.onnx_sha256 and actual != sidecar.onnx_sha256:
         raise BuildError(f"{onnx_dir / ONNX_FILE} changed since export (sha256 differs from {onnx_dir}/fdrl.json); "

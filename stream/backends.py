@@ -182,8 +182,13 @@ class _TokenizedBackend(_Backend):
 
     def __init__(self, onnx_dir: Path):
         from fdrl_core.assets import AssetError
+        from fdrl_core.packed_onnx import PackError, ready
         from fdrl_core.tokenizer import TextTokenizer
 
+        try:  # the bundled demo export keeps MiniLM packed: unpacked into the user cache on first use
+            onnx_dir = ready(onnx_dir, log=log.info)
+        except PackError as e:
+            raise BackendError(str(e)) from None
         self.onnx_dir = onnx_dir
         self.sidecar = _onnx_sidecar(onnx_dir)
         try:
