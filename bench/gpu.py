@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -158,7 +159,7 @@ class DeviceMemory:
         self.source: str | None = None
         self.error: str | None = None
         self._smi = smi or _nvidia_smi
-        self._nvml = nvml
+        self._nvml = nvml or None  # nvml=False: do not use NVML (nvidia-smi only)
         self._handle = None
         if nvml is None:
             try:
@@ -356,7 +357,7 @@ def markdown(rep: Report) -> str:
         for key in ("vs_cpu", "transcripts", "frames_cosine_min", "build_s", "engine", "providers", "device"):
             if key in s.metrics:
                 lines.append(f"- {key}: {json.dumps(s.metrics[key], default=str)}")
-    if rep.memory:
+    if any(m.get("device_used_mb") is not None or m.get("process_mb") is not None for m in rep.memory):
         lines += ["", "## Device memory", "", "| after | device used MB | this process MB |", "|---|---:|---:|"]
         lines += [f"| {m['stage']} | {_f(m.get('device_used_mb'))} | {_f(m.get('process_mb'))} |" for m in rep.memory]
     lines += [f"- {n}" for n in rep.notes]
@@ -608,17 +609,22 @@ def _engine(args, onnx_dir: Path, deadline: float):
 def run(args) -> int:
     from bench.machine import describe, load_average
     from fdrl_core.assets import default_model_path
-    from stream.backends import ONNX_SUBDIR, model_kind
+    from stream.backends import ONNX_SUBDIR, BackendError, model_kind
 
-    check_args(args)
+    try:  # usage and input errors: one line, exit 2
+        check_args(args)
+        model = Path(args.model) if args.model else default_model_path()
+        kind = model_kind(model)
+        onnx_dir = model / ONNX_SUBDIR if kind == "checkpoint" else model
+        if kind == "engine" or not (onnx_dir / "fdrl.onnx").is_file():
+            raise ValueError(f"{model}: bench gpu needs an ONNX export folder or a checkpoint with one in "
+                             f"{ONNX_SUBDIR}/")
+        pieces, texts = load_utterances(args.audio, args.segments)
+    except (ValueError, BackendError) as e:
+        print(f"bench gpu: {str(e).splitlines()[0]}", file=sys.stderr)
+        return EXIT_USAGE
     started, deadline = time.time(), time.monotonic() + args.budget_s
     found = probe()
-    model = Path(args.model) if args.model else default_model_path()
-    kind = model_kind(model)
-    onnx_dir = model / ONNX_SUBDIR if kind == "checkpoint" else model
-    if kind == "engine" or not (onnx_dir / "fdrl.onnx").is_file():
-        raise ValueError(f"{model}: bench gpu needs an ONNX export folder or a checkpoint with one in {ONNX_SUBDIR}/")
-    pieces, texts = load_utterances(args.audio, args.segments)
     rep = Report(describe(), asdict(found),
                  {"started": started, "model": str(model), "onnx": str(onnx_dir), "audio": str(args.audio),
                   "utterances": len(pieces), "runs": args.runs, "warmup": args.warmup,

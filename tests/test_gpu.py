@@ -1,6 +1,8 @@
 """The CUDA path without a GPU: the Whisper encoder output handed over from the device (a stand-in for a
 CUDA StorageView), plus `gpu`-marked tests that run the real thing where CTranslate2 sees a GPU."""
 
+import json
+import os
 from types import SimpleNamespace
 
 import numpy as np
@@ -116,3 +118,172 @@ def test_whisper_on_cuda_gives_frames_and_text(spoken_wav):
     a, b = hyp_gpu.frames.ravel(), hyp_cpu.frames.ravel()
     assert float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b))) > 0.9  # fp16 GPU vs int8 CPU: same features
     assert "happy" in hyp_gpu.text.lower()
+
+
+# ----------------------------------------------------------------------------------------- python -m bench gpu
+
+
+def _bench(argv, cwd, monkeypatch):
+    from bench.__main__ import main
+
+    monkeypatch.chdir(cwd)
+    return main(["gpu", *argv])
+
+
+def test_bench_gpu_help_and_usage_errors(tmp_path, monkeypatch, capsys):
+    with pytest.raises(SystemExit) as e:
+        _bench(["--help"], tmp_path, monkeypatch)
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "Exit status" in out and "--budget-s" in out and "onnxruntime CUDA" in out
+    for bad, says in ((["--runs", "0"], "--runs"), (["--skip", "nope"], "unknown stage"),
+                      (["--audio", str(tmp_path / "missing.wav")], "no such file"),
+                      (["--model", str(tmp_path)], "not a model folder")):
+        assert _bench(bad, tmp_path, monkeypatch) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and says in err, err
+
+
+def _no_gpu_probe():
+    from bench.gpu import GpuProbe
+
+    return GpuProbe(ct2_version="4.8.5", ct2_cuda_devices=0, ort_version="1.32.0",
+                    ort_providers=["CPUExecutionProvider"])
+
+
+def test_bench_gpu_without_a_gpu_skips_every_stage_and_writes_the_report(tmp_path, monkeypatch, capsys):
+    import bench.gpu
+
+    monkeypatch.setattr(bench.gpu, "probe", _no_gpu_probe)
+    assert _bench([], tmp_path, monkeypatch) == 2
+    out = capsys.readouterr().out
+    assert "nothing was measured" in out
+    results = tmp_path / "bench-results"  # where the user ran it, not the installed package
+    report = json.loads((results / "gpu-latest.json").read_text())
+    stages = {s["name"]: s for s in report["stages"]}
+    assert set(stages) == {"asr (CTranslate2 CUDA)", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt"}
+    assert all(s["status"] == "skipped" and s["reason"] for s in stages.values())
+    assert "sees no CUDA device" in stages["asr (CTranslate2 CUDA)"]["reason"]
+    assert "onnxruntime-gpu" in stages["onnxruntime-cuda"]["reason"]
+    assert "TensorRT is not installed" in stages["tensorrt"]["reason"]
+    assert report["setup"]["utterances"] == 8 and report["machine"]["cpu"]
+    md = (results / "gpu-latest.md").read_text()
+    assert "| onnxruntime-cuda | skipped |" in md
+    assert list(results.glob("gpu-2*.json")) and list(results.glob("gpu-2*.md"))
+
+
+def _result(label, probs):
+    from stream.backends import EmotionResult
+
+    return EmotionResult(label, probs, max(probs.values()), ("speech", "text"))
+
+
+def test_gpu_vs_cpu_comparison_math():
+    from bench.gpu import compare_predictions, comparison_ok, cosine, throughput, word_error_rate
+
+    cpu = [_result("happy", {"happy": 0.9, "sad": 0.1}), _result("sad", {"happy": 0.2, "sad": 0.8})]
+    close = [_result("happy", {"happy": 0.895, "sad": 0.105}), _result("sad", {"happy": 0.2, "sad": 0.8})]
+    cmp = compare_predictions(cpu, close)
+    assert cmp["labels_equal"] and cmp["label_mismatches"] == [] and cmp["max_prob_diff"] == pytest.approx(0.005)
+    assert comparison_ok(cmp, 1e-2) and not comparison_ok(cmp, 1e-3)
+    flipped = [close[0], _result("happy", {"happy": 0.55, "sad": 0.45})]
+    cmp = compare_predictions(cpu, flipped)
+    assert not cmp["labels_equal"] and cmp["label_mismatches"] == [1] and not comparison_ok(cmp, 1.0)
+    with pytest.raises(ValueError):
+        compare_predictions(cpu, cpu[:1])
+    assert word_error_rate("The meeting is at three.", "the meeting is at three") == 0
+    assert word_error_rate("a b c d", "a x c") == pytest.approx(0.5)
+    assert word_error_rate("", "") == 0 and word_error_rate("", "hello") == 1
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    assert cosine(a, a) == pytest.approx(1.0) and np.isnan(cosine(a, a[:2]))
+    assert throughput({"median": 20.0}, 8) == 400.0 and throughput({"median": None}, 1) is None
+
+
+def test_device_memory_from_nvml_or_nvidia_smi():
+    from bench.gpu import DeviceMemory, probe
+
+    class FakeNvml:
+        def nvmlDeviceGetHandleByIndex(self, i):
+            return "h0"
+
+        def nvmlDeviceGetName(self, h):
+            return b"NVIDIA H200"
+
+        def nvmlDeviceGetMemoryInfo(self, h):
+            return SimpleNamespace(total=141 * 2**30, used=3 * 2**30)
+
+        def nvmlSystemGetDriverVersion(self):
+            return "580.159.03"
+
+        def nvmlDeviceGetComputeRunningProcesses(self, h):
+            return [SimpleNamespace(pid=1, usedGpuMemory=None), SimpleNamespace(pid=os.getpid(), usedGpuMemory=2**29)]
+
+    mem = DeviceMemory(nvml=FakeNvml())
+    assert mem.source == "nvml"
+    assert mem.device() == {"name": "NVIDIA H200", "driver": "580.159.03", "total_mb": 141 * 1024, "used_mb": 3072}
+    assert mem.process_mb() == 512
+
+    calls = []
+
+    def smi(args):
+        calls.append(args)
+        if args[0].startswith("--query-gpu"):
+            return ["NVIDIA A100-SXM4-40GB, 550.54.15, 40960, 1200"]
+        return ["123, 300", f"{os.getpid()}, 842"]
+
+    mem = DeviceMemory(smi=smi, nvml=False)
+    assert mem.device()["name"] == "NVIDIA A100-SXM4-40GB" and mem.source == "nvidia-smi"
+    assert mem.process_mb() == 842
+    snap = mem.snapshot("after ASR")
+    assert snap == {"stage": "after ASR", "device_used_mb": 1200.0, "process_mb": 842.0}
+    nothing = DeviceMemory(smi=lambda args: None, nvml=False)
+    assert nothing.device() is None and "no NVIDIA GPU" in nothing.error
+    found = probe(smi=smi, nvml=False)
+    assert found.gpu_name == "NVIDIA A100-SXM4-40GB" and found.any_gpu
+
+
+def test_exit_codes_and_markdown_of_a_measured_report():
+    from bench.gpu import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Report, exit_code, markdown
+    from bench.machine import describe
+
+    found = {"gpu_name": "NVIDIA H200", "ct2_cuda_devices": 1, "ort_providers": ["CUDAExecutionProvider"]}
+    rep = Report(describe(), found,
+                 {"started": 0, "model": "demo", "audio": "demo.wav", "utterances": 8, "runs": 20, "warmup": 3})
+    st = rep.stage("onnxruntime-cuda")
+    st.status = "ok"
+    st.metrics = {"latency_ms": {"batch 1": {"median": 2.5, "p95": 3.0, "mean": 2.6, "n": 20}},
+                  "throughput": {"batch 1": 400.0},
+                  "vs_cpu": {"items": 8, "labels_equal": True, "label_mismatches": [], "max_prob_diff": 3e-5}}
+    rep.memory.append({"stage": "onnxruntime-cuda", "device_used_mb": 900.0, "process_mb": 512.0})
+    assert exit_code(rep, any_gpu=True) == EXIT_OK
+    md = markdown(rep)
+    assert "| onnxruntime-cuda | ok | batch 1 median 2.5 ms; labels equal: True, max |dprob| 3.0e-05 |" in md
+    assert "| batch 1 | 2.5 | 3.0 | 2.6 | 20 | 400.0 |" in md and "| onnxruntime-cuda | 900.0 | 512.0 |" in md
+    rep.stage("tensorrt").status = "failed"
+    assert exit_code(rep, any_gpu=True) == EXIT_FAILED
+    assert exit_code(Report(describe(), {}, {"started": 0}), any_gpu=False) == EXIT_USAGE
+
+
+def test_demo_utterances_come_with_their_reference_text():
+    from bench.gpu import load_utterances
+    from stream.sources import DEMO_WAV
+
+    pieces, texts = load_utterances(DEMO_WAV, None)
+    assert len(pieces) == len(texts) == 8 and all(len(p) > 16000 for p in pieces)
+    assert "three o'clock" in texts[0]
+
+
+@pytest.mark.gpu
+def test_bench_gpu_end_to_end_on_a_gpu(tmp_path, monkeypatch, capsys):
+    """The real command on a GPU machine: every stage that the machine supports runs and matches the CPU."""
+    from bench.gpu import probe
+
+    found = probe()
+    if not found.any_gpu:
+        pytest.skip("no CUDA GPU here (" + (found.skip_reason("asr") or "") + ")")
+    code = _bench(["--runs", "5", "--warmup", "1", "--out", str(tmp_path / "r")], tmp_path, monkeypatch)
+    capsys.readouterr()
+    report = json.loads((tmp_path / "r" / "gpu-latest.json").read_text())
+    failed = [(s["name"], s["reason"]) for s in report["stages"] if s["status"] == "failed"]
+    assert code == 0 and not failed, failed
+    assert any(s["status"] == "ok" for s in report["stages"])
