@@ -354,7 +354,8 @@ def markdown(rep: Report) -> str:
                 tp = s.metrics.get("throughput", {}).get(what)
                 lines.append(f"| {what} | {_f(st.get('median'))} | {_f(st.get('p95'))} | {_f(st.get('mean'))} "
                              f"| {st.get('n')} | {_f(tp, 1)} |")
-        for key in ("vs_cpu", "transcripts", "frames_cosine_min", "build_s", "engine", "providers", "device"):
+        for key in ("vs_cpu", "end_to_end_vs_cpu", "transcripts", "frames_cosine_min", "build_s", "engine",
+                    "providers", "device"):
             if key in s.metrics:
                 lines.append(f"- {key}: {json.dumps(s.metrics[key], default=str)}")
     if any(m.get("device_used_mb") is not None or m.get("process_mb") is not None for m in rep.memory):
@@ -417,14 +418,14 @@ def _batch_of(items: list, n: int) -> list:
 # ------------------------------------------------------------------------------------------ stages
 
 
-def run_asr(rep: Report, args, pieces, texts, memory: DeviceMemory) -> tuple[list, list] | None:
+def run_asr(rep: Report, args, found: GpuProbe, pieces, texts, memory: DeviceMemory) -> tuple[list, list | None]:
     """CTranslate2 CUDA vs CPU on the utterances; returns (cpu hypotheses, gpu hypotheses) or None."""
     from stream.asr import AsrConfig, Recognizer
 
     st = rep.stage("asr (CTranslate2 CUDA)")
     cpu = Recognizer(AsrConfig(model=args.asr_model, device="cpu", compute_type="int8"))
     cpu_hyps = [cpu.transcribe(p) for p in pieces]
-    why = rep_probe(rep).skip_reason("asr")
+    why = found.skip_reason("asr")
     if why:
         st.reason = why
         return cpu_hyps, None
@@ -475,10 +476,6 @@ def run_asr(rep: Report, args, pieces, texts, memory: DeviceMemory) -> tuple[lis
     return cpu_hyps, gpu_hyps
 
 
-def rep_probe(rep: Report) -> GpuProbe:
-    return GpuProbe(**{k: v for k, v in rep.probe.items() if k in GpuProbe.__dataclass_fields__})
-
-
 def _emotion_inputs(cpu_hyps, pieces, texts, model_speech_dim: int):
     frames = [h.frames for h in cpu_hyps] if cpu_hyps else [
         np.random.default_rng(i).standard_normal((max(1, len(p) // 320), model_speech_dim)).astype(np.float32)
@@ -497,23 +494,18 @@ def time_backend(backend, frames, texts, runs: int, warmup: int) -> tuple[dict, 
     return lat, tput
 
 
-def run_emotion(rep: Report, args, onnx_dir: Path, frames, texts, memory: DeviceMemory, deadline: float) -> None:
+def run_emotion(rep: Report, args, found: GpuProbe, onnx_dir: Path, frames, texts, memory: DeviceMemory,
+                deadline: float, gpu_hyps=None) -> None:
+    """Every emotion backend on the same inputs (the CPU's Whisper frames and transcripts) against
+    onnxruntime CPU; with `gpu_hyps`, also the whole GPU pipeline's labels (GPU frames + GPU text)."""
     from stream.backends import BackendError, OnnxRuntimeBackend
-
-    found = rep_probe(rep)
     cpu = OnnxRuntimeBackend(onnx_dir, device="cpu")
     reference = cpu.predict_batch(frames, texts)
     rep.notes.append(f"emotion reference: onnxruntime CPU on {len(frames)} utterances "
                      f"(labels {[r.label for r in reference]})")
 
-    shapes = _trt_ep_shapes(cpu.speech_dim, cpu.sidecar.max_speech_frames, cpu.sidecar.max_text_tokens)
-    candidates = [
-        ("onnxruntime-cuda", ["CUDAExecutionProvider", "CPUExecutionProvider"]),
-        ("onnxruntime-tensorrt", [("TensorrtExecutionProvider", {
-            "trt_fp16_enable": True, "trt_engine_cache_enable": True,
-            "trt_engine_cache_path": str(Path(args.out).expanduser() / "ort-trt-cache"), **shapes}),
-            "CUDAExecutionProvider", "CPUExecutionProvider"]),
-    ]
+    candidates = emotion_candidates(Path(args.out).expanduser(), _trt_ep_shapes(
+        cpu.speech_dim, cpu.sidecar.max_speech_frames, cpu.sidecar.max_text_tokens))
     for name, providers in candidates:
         st = rep.stage(name)
         why = found.skip_reason(name)
@@ -532,6 +524,9 @@ def run_emotion(rep: Report, args, onnx_dir: Path, frames, texts, memory: Device
             lat, tput = time_backend(backend, frames, texts, args.runs, args.warmup)
             st.metrics = {"latency_ms": lat, "throughput": tput, "vs_cpu": cmp, "providers": list(backend.providers),
                           "load_s": round(load_s, 2)}
+            if gpu_hyps and name == "onnxruntime-cuda":  # informative: fp16 ASR may change a word, not fail
+                whole = backend.predict_batch([h.frames for h in gpu_hyps], [h.usable_text or "" for h in gpu_hyps])
+                st.metrics["end_to_end_vs_cpu"] = compare_predictions(reference, whole)
             ok = comparison_ok(cmp, TOLERANCE[name])
             st.status = "ok" if ok else "failed"
             if not ok:
@@ -568,6 +563,17 @@ def run_emotion(rep: Report, args, onnx_dir: Path, frames, texts, memory: Device
         rep.memory.append(memory.snapshot("TensorRT engine"))
     except Exception as e:
         st.status, st.reason = "failed", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+
+
+def emotion_candidates(out: Path, shapes: dict) -> list[tuple[str, list]]:
+    """(stage name, onnxruntime providers) for the GPU emotion stages."""
+    return [
+        ("onnxruntime-cuda", ["CUDAExecutionProvider", "CPUExecutionProvider"]),
+        ("onnxruntime-tensorrt", [("TensorrtExecutionProvider", {
+            "trt_fp16_enable": True, "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(out / "ort-trt-cache"), **shapes}),
+            "CUDAExecutionProvider", "CPUExecutionProvider"]),
+    ]
 
 
 def _trt_ep_shapes(dim: int, max_frames: int, max_tokens: int) -> dict:
@@ -634,12 +640,12 @@ def run(args) -> int:
         rep.notes.append("no CUDA GPU here: " + "; ".join(
             r for r in (found.skip_reason("asr"), found.skip_reason("onnxruntime-cuda")) if r))
     rep.memory.append(memory.snapshot("start"))
-    cpu_hyps = None
+    cpu_hyps = gpu_hyps = None
     if "asr" in skips(args):
         rep.stage("asr (CTranslate2 CUDA)").reason = "skipped by --skip"
     elif found.any_gpu:
         try:
-            cpu_hyps, _ = run_asr(rep, args, pieces, texts, memory)
+            cpu_hyps, gpu_hyps = run_asr(rep, args, found, pieces, texts, memory)
         except Exception as e:
             st = rep.stage("asr (CTranslate2 CUDA)")
             st.status, st.reason = "failed", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
@@ -648,11 +654,10 @@ def run(args) -> int:
     if "emotion" in skips(args):
         rep.stage("onnxruntime-cuda").reason = "skipped by --skip"
     elif found.any_gpu:
-        from stream.backends import OnnxRuntimeBackend
+        from fdrl_core.export_format import OnnxSidecar
 
-        dim = OnnxRuntimeBackend(onnx_dir).speech_dim
-        frames, words = _emotion_inputs(cpu_hyps, pieces, texts, dim)
-        run_emotion(rep, args, onnx_dir, frames, words, memory, deadline)
+        frames, words = _emotion_inputs(cpu_hyps, pieces, texts, OnnxSidecar.load(onnx_dir).speech_dim)
+        run_emotion(rep, args, found, onnx_dir, frames, words, memory, deadline, gpu_hyps)
     else:
         for name in ("onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt"):
             rep.stage(name).reason = found.skip_reason(name) or "no CUDA GPU here"

@@ -287,3 +287,35 @@ def test_bench_gpu_end_to_end_on_a_gpu(tmp_path, monkeypatch, capsys):
     failed = [(s["name"], s["reason"]) for s in report["stages"] if s["status"] == "failed"]
     assert code == 0 and not failed, failed
     assert any(s["status"] == "ok" for s in report["stages"])
+
+
+def test_emotion_stage_logic_with_cpu_stand_ins(tmp_path, monkeypatch):
+    """run_emotion end to end on the bundled model, the 'GPU' providers swapped for the CPU one: the
+    comparison, timing and memory bookkeeping run as on a GPU; a provider onnxruntime silently drops
+    (CUDA asked for, CPU given) is a failed stage, never a CPU number labelled GPU."""
+    import bench.gpu as g
+    from fdrl_core.assets import demo_model_dir
+
+    monkeypatch.setenv("FDRL_ONNX_CACHE", str(tmp_path / "cache"))
+    found = g.GpuProbe(gpu_name="stand-in", ct2_cuda_devices=0, ort_version="x",
+                       ort_providers=["CUDAExecutionProvider", "TensorrtExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(g, "emotion_candidates", lambda out, shapes: [
+        ("onnxruntime-cuda", ["CPUExecutionProvider"]),  # stand-in for CUDA: same numbers as the reference
+        ("onnxruntime-tensorrt", ["CUDAExecutionProvider", "CPUExecutionProvider"]),  # not there: falls back
+    ])
+    rep = g.Report({}, {}, {"started": 0})
+    args = SimpleNamespace(out=tmp_path, runs=2, warmup=0, skip="", engine=None, no_engine_build=True)
+    rng = np.random.default_rng(0)
+    frames = [rng.standard_normal((n, 384)).astype(np.float32) for n in (150, 60, 300)]
+    texts = ["I am so happy to see you", "", "leave me alone"]
+    memory = g.DeviceMemory(smi=lambda a: None, nvml=False)
+    g.run_emotion(rep, args, found, demo_model_dir() / "onnx", frames, texts, memory, deadline=0)
+    stages = {s.name: s for s in rep.stages}
+    ok = stages["onnxruntime-cuda"]
+    assert ok.status == "ok" and ok.metrics["vs_cpu"]["labels_equal"] and ok.metrics["vs_cpu"]["max_prob_diff"] < 1e-6
+    assert set(ok.metrics["latency_ms"]) == {"batch 1", "batch 8"} and ok.metrics["throughput"]["batch 8"] > 0
+    dropped = stages["onnxruntime-tensorrt"]
+    assert dropped.status == "failed"
+    assert "did not take" in dropped.reason
+    assert stages["tensorrt"].status == "skipped" and "TensorRT is not installed" in stages["tensorrt"].reason
+    assert g.exit_code(rep, any_gpu=True) == g.EXIT_FAILED
