@@ -206,7 +206,8 @@ def run(args) -> int:
         log(pipeline.summary(time.monotonic() - t1))
         if pipeline.source_error:
             log(f"stream.run: {pipeline.source_error}")
-        views.finish(stopped=pipeline.stop_requested.is_set(), meta={"source": source.describe()})
+        views.finish(stopped=pipeline.stop_requested.is_set(),
+                     meta={"source": "; ".join(src.describe() for src in sources)})
         return code
     finally:
         for src in sources:
