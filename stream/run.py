@@ -186,8 +186,9 @@ def run(args) -> int:
     from stream.publisher import Publisher
 
     views = RunViews.from_args(args, label=cfg.endpoint)  # --dashboard/--report: checked before the slow part
-    publisher = views.wrap(Publisher(cfg.endpoint, sndhwm=cfg.sndhwm))  # bound early: subscribers connect
+    publisher = Publisher(cfg.endpoint, sndhwm=cfg.sndhwm)  # bound early: subscribers connect while we load
     try:
+        views.start(publisher)
         log(f"publishing on {cfg.endpoint}; " + ("source: " + sources[0].describe() if len(sources) == 1 else
             f"{len(sources)} sources: " + "; ".join(f"[{i}] {src.describe()}" for i, src in enumerate(sources))))
         t0 = time.monotonic()
@@ -197,7 +198,7 @@ def run(args) -> int:
 
         recognizer = Recognizer(cfg.asr)
         emotion = EmotionStage(cfg.emotion)
-        pipeline = Pipeline(cfg, sources, recognizer, emotion, publisher)
+        pipeline = Pipeline(cfg, sources, recognizer, emotion, publisher, observers=views.observers())
         log(f"models loaded in {time.monotonic() - t0:.1f} s: whisper {recognizer.model_name} "
             f"({cfg.asr.compute_type}, encoder window {recognizer.window.describe()}), emotion {emotion.name}")
         _install_signals(pipeline)

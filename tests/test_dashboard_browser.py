@@ -1,6 +1,6 @@
 """The dashboard and the report in a real browser (headless Chromium from the system, driven by Playwright).
 
-One run of the bundled demo feeds everything a user would look at: the standalone dashboard
+One real-time run of the bundled demo feeds everything a user would look at: the standalone dashboard
 (`python -m stream.dashboard`, opened before the run starts, so every message arrives live), the page the
 run serves itself (`--dashboard`) and the report it writes (`--report`). The page may load nothing from
 the network: every request that is not to the dashboard is blocked and fails the test. Screenshots go to
@@ -98,7 +98,9 @@ def demo_run(browser, tmp_path_factory):
     page.wait_for_function("() => window.fdrl !== undefined")
     waiting_text = page.inner_text("#app")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    run = subprocess.Popen([sys.executable, "-m", "stream.run", "--demo", "--endpoint", endpoint,
+    # --realtime: paced like a microphone, as someone watching would run it (a file replayed as fast as
+    # possible skips the partial passes, so there would be no provisional results to see)
+    run = subprocess.Popen([sys.executable, "-m", "stream.run", "--demo", "--realtime", "--endpoint", endpoint,
                             "--dashboard", "127.0.0.1:0", "--report", str(report)],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     out, err = [], []
@@ -151,7 +153,8 @@ def test_live_page_shows_the_demo_utterances_in_order(demo_run):
     assert r["labels"] == DEMO_LABELS, f"stream.run printed {printed}"
     # live: the page was never reloaded, messages arrived one by one and provisional results were drawn
     assert r["live_received"] > 2 * len(DEMO_LABELS)
-    assert len(r["seen_counts"]) > 2 and r["seen_counts"] == sorted(r["seen_counts"]), r["seen_counts"]
+    # (not monotonic: speech resuming after an early final reopens that utterance until its revised final)
+    assert len(set(r["seen_counts"])) > 2 and r["seen_counts"][-1] == len(DEMO_LABELS), r["seen_counts"]
     assert r["seen_provisional"]
     page = r["page"]
     assert page.locator(".transcript li.utt.final").count() == len(DEMO_LABELS)

@@ -1,8 +1,8 @@
-"""What `stream.run --dashboard` and `--report` add to a run: a tee after the publisher, nothing inside the pipeline.
+"""What `stream.run --dashboard` and `--report` add to a run: observers of its 'published' events.
 
-Every message the run publishes is also handed to the in-process dashboard (served from a thread) and to
-the report recorder. When the input ends by itself the dashboard keeps serving until Ctrl-C, so a
-replayed file can still be looked at.
+Every message the run publishes (stream.events) is also handed to the in-process dashboard (served from a
+thread) and to the report recorder. When the input ends by itself the dashboard keeps serving until
+Ctrl-C, so a replayed file can still be looked at.
 """
 
 from __future__ import annotations
@@ -33,28 +33,6 @@ def parse_address(text: str) -> tuple[str, int]:
     if not port.isdigit() or not 0 <= int(port) <= 65535 or not host:
         raise DashboardError(f"--dashboard {text!r}: expected PORT, HOST or HOST:PORT")
     return host, int(port)
-
-
-class _Tee:
-    """The publisher, plus listeners that see every message it sends (a listener that fails is dropped)."""
-
-    def __init__(self, publisher, sinks):
-        self._publisher = publisher
-        self._sinks = list(sinks)
-
-    def send(self, topic: str, msg: dict):
-        ok = self._publisher.send(topic, msg)
-        for sink in list(self._sinks):
-            try:
-                sink(topic, msg)
-            except Exception as e:  # a view must never break the run
-                self._sinks.remove(sink)
-                print(f"stream.run: warning: {sink!r} failed ({type(e).__name__}: {e}); ignoring it",
-                      file=sys.stderr, flush=True)
-        return ok
-
-    def __getattr__(self, name):  # sent, failures, close, ...
-        return getattr(self._publisher, name)
 
 
 class RunViews:
@@ -90,17 +68,27 @@ class RunViews:
     def from_args(cls, args, label: str | None = None) -> RunViews:
         return cls(getattr(args, "dashboard", None), getattr(args, "report", None), label)
 
-    def wrap(self, publisher):
-        """Start the dashboard and return the publisher to give the pipeline."""
-        sinks = []
+    def start(self, publisher) -> None:
+        """Serve the page now (while the models load), labelled with the address the publisher bound."""
         if self.dashboard is not None:
-            self.dashboard.label = getattr(publisher, "endpoint", None) or self.dashboard.label  # the bound address
+            self.dashboard.label = getattr(publisher, "endpoint", None) or self.dashboard.label
             self.url = self.dashboard.start()
             print(f"stream.run: dashboard at {self.url}", file=sys.stderr, flush=True)
-            sinks.append(self.dashboard.send)
+
+    def observers(self) -> list:
+        """For Pipeline(observers=...)."""
+        out = []
+        if self.dashboard is not None:
+            dashboard = self.dashboard
+
+            def to_dashboard(event) -> None:
+                if event.kind == "published":
+                    dashboard.send(event.data["topic"], event.data["message"])
+
+            out.append(to_dashboard)
         if self.recorder is not None:
-            sinks.append(self.recorder.send)
-        return _Tee(publisher, sinks) if sinks else publisher
+            out.append(self.recorder)
+        return out
 
     def finish(self, *, stopped: bool, meta: dict | None = None) -> None:
         """After the pipeline: write the report; keep the page up until Ctrl-C if the input simply ended."""
