@@ -109,16 +109,20 @@ class WorkQueue:
             self.cv.notify_all()
 
     def get_batch(self, max_items: int) -> list | None:
-        """The oldest item plus, up to `max_items`, the oldest item of each other stream (a stream's own
-        events stay in order). None once closed and empty."""
+        """Up to `max_items` items, at most one per stream (a stream's own events stay in order), ends and
+        pauses before partials: a final someone waits for goes first. None once closed and empty."""
         with self.cv:
             while not self.items and not self.closed:
                 self.cv.wait()
             if not self.items:
                 return None
+            # a pending partial is never older than an end of the same utterance (the end removes it)
+            urgent = any(not isinstance(x[1], SpeechGrow) for x in self.items)
             batch, seen, rest = [], set(), deque()
             for item in self.items:
-                if len(batch) < max_items and id(item[0]) not in seen:
+                if urgent and isinstance(item[1], SpeechGrow):
+                    rest.append(item)
+                elif len(batch) < max_items and id(item[0]) not in seen:
                     seen.add(id(item[0]))
                     batch.append(item)
                 else:
@@ -160,7 +164,8 @@ class Stream:
         self.stream_id = self.msgs.stream_id
         self.live = source.live
         partials = cfg.asr.partial_every_s > 0 and (self.live or cfg.fast_partials)
-        self.segmenter = Segmenter(cfg.vad, grow_every_ms=int(cfg.asr.partial_every_s * 1000) if partials else None)
+        self.segmenter = Segmenter(cfg.vad, grow_every_ms=int(cfg.asr.partial_every_s * 1000) if partials else None,
+                                   first_grow_ms=int(cfg.asr.first_partial_s * 1000) or None)
         self.stats = Stats()
         self.speculate = cfg.speculative and self.live
         self.early_final = cfg.early_final and self.live
@@ -346,6 +351,8 @@ class Pipeline:
     def _needs_pass(self, s: Stream, ev) -> tuple[bool, str] | None:
         """(final, prefix) when `ev` needs an ASR pass, None when it needs none."""
         if isinstance(ev, SpeechGrow):
+            if s.live and ev.utt.end - ev.utt.last_voiced_end >= s.segmenter.cfg.tail_ms * SAMPLE_RATE // 1000:
+                return None  # the utterance is pausing: its final pass is due, a partial would only delay it
             return False, s.utt(ev.utt.id).agreement.committed_text
         if isinstance(ev, SpeechPause):
             if self._resumed(s, ev):
@@ -408,6 +415,9 @@ class Pipeline:
                 s.stats.discarded += 1
                 s.utts.pop(ev.utt.id, None)
             elif isinstance(ev, SpeechGrow):
+                if hyp is None:
+                    s.stats.partials_skipped += 1
+                    return
                 self._partial(s, ev, hyp)
             elif isinstance(ev, SpeechPause):
                 if hyp is None:
@@ -453,7 +463,8 @@ class Pipeline:
                 st.label_runs += 1
             else:
                 st.label, st.label_runs = result.label, 1
-            emo = (result, emo_ms, st.label_runs >= self.cfg.stable_passes)
+            stable = st.label_runs >= self.cfg.stable_passes and result.confidence >= self.cfg.stable_confidence
+            emo = (result, emo_ms, stable)
         self._pass_end(s, ev, hyp, emo[1] if emo else 0.0, final=False, speculative=False)
         rev = s.next_revision(ev.utt.id)
         self._publish_transcript(s, ev.utt, ev.end, hyp, partial=True, revision=rev, committed=committed,

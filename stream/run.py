@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     mod.add_argument("--stable-passes", type=int, default=2, metavar="N",
                      help="a provisional emotion is marked stable once its label held for N passes "
                           "(default: %(default)s)")
+    mod.add_argument("--stable-confidence", type=float, default=0.6, metavar="P",
+                     help="... and its latest probability is at least P (default: %(default)s)")
     mod.add_argument("--no-speech-threshold", type=float, default=d_asr.no_speech_threshold,
                      help="hallucination guard: Whisper no-speech probability (default: %(default)s)")
     mod.add_argument("--logprob-threshold", type=float, default=d_asr.logprob_threshold,
@@ -129,7 +131,7 @@ def config_from_args(args) -> PipelineConfig:
                           endpoint=args.endpoint, heartbeat_s=args.heartbeat,
                           partial_emotion=not args.no_partial_emotion, speculative=not args.no_speculative,
                           early_final=not args.no_early_final, fast_partials=args.partial_every is not None,
-                          stable_passes=args.stable_passes,
+                          stable_passes=args.stable_passes, stable_confidence=args.stable_confidence,
                           stream_id=args.stream_id, print_lines=printing, print_partials=args.print_partials)
 
 
