@@ -102,7 +102,7 @@ def measure_one(n: int, args) -> dict:
     cpu_s, wall_s = time.process_time() - c0, time.monotonic() - t0
 
     truth = _truth()
-    t_start = {e.stream_id: e.t for e in events if e.kind == "source_start"}
+    t_start = {e.stream_id: e.t - e.audio_t for e in events if e.kind == "source_start"}  # audio clock origin
     true_end_ms, first_partial_ms, contradicted, stable_n, missed, revised = [], [], 0, 0, 0, 0
     vad_end_ms, final_pass_ms, labels = [], [], []
     for sid, t0s in t_start.items():

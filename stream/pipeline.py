@@ -301,8 +301,10 @@ class Pipeline:
             s.t_source = time.monotonic()
             if self.t_source is None:
                 self.t_source = s.t_source
-            self.observers.emit("source_start", s.stream_id, t=s.t_source, live=s.live, sample_rate=SAMPLE_RATE)
             for frame in s.source.frames():
+                if not s.stats.audio_samples:  # t - audio_t: where the audio clock started
+                    self.observers.emit("source_start", s.stream_id, audio_t=frame.end / SAMPLE_RATE, live=s.live,
+                                        sample_rate=SAMPLE_RATE)
                 s.stats.audio_samples = frame.end
                 for ev in seg.push(frame.samples, frame.start):
                     self._dispatch(s, ev)
@@ -502,7 +504,7 @@ class Pipeline:
 
     def _send(self, s: Stream, topic: str, msg: dict) -> None:
         self.publisher.send(topic, msg)
-        if self.observers:
+        if self.observers and topic != "status":
             self.observers.emit("published", s.stream_id, utterance_id=msg.get("utterance_id"),
                                 audio_t=msg.get("end"), topic=topic, partial=msg.get("partial"),
                                 revision=msg.get("revision"), message=msg)

@@ -138,7 +138,7 @@ def test_fast_file_does_no_partial_passes_unless_asked(spoken, recognizer, emoti
     kinds = [e.kind for e in events]
     for kind in ("source_start", "speech_start", "speech_end", "pass_start", "pass_end", "published", "source_end"):
         assert kind in kinds, kind
-    assert kinds[0] == "published" and kinds.index("source_start") < kinds.index("speech_start")
+    assert kinds[0] == "source_start" and kinds.index("speech_start") < kinds.index("speech_end")
     assert kinds.index("source_end") > max(i for i, k in enumerate(kinds) if k == "speech_end")
     ends = [e for e in events if e.kind == "speech_end"]
     assert [e.utterance_id for e in ends] == [0, 1] and all(e.audio_t <= m["end"] for e, m in zip(ends, finals))
