@@ -357,8 +357,9 @@ class Pipeline:
                 return None  # the utterance is pausing: its final pass is due, a partial would only delay it
             return False, s.utt(ev.utt.id).agreement.committed_text
         if isinstance(ev, SpeechPause):
-            if self._resumed(s, ev):
-                return None
+            vad = s.segmenter.cfg
+            if self._resumed(s, ev) or ev.utt.last_voiced_end - ev.utt.onset < vad.min_speech_ms * SAMPLE_RATE // 1000:
+                return None  # speech came back, or too short: the segmenter will discard it unless it grows
             return True, s.utt(ev.utt.id).agreement.committed_text
         if isinstance(ev, SpeechEnd):
             st = s.utt(ev.utt.id)

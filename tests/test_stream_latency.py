@@ -224,3 +224,27 @@ def test_several_sources_in_one_pipeline_have_their_own_ids_and_sequences(tmp_pa
     assert [m["transcript"] for m in a] == [m["transcript"] for m in c]
     np.testing.assert_allclose([m["confidence"] for m in a], [m["confidence"] for m in c], atol=1e-3)
     assert pipe.total_stats().utterances == 5
+
+
+def test_shared_worker_takes_one_pass_per_stream_and_finals_before_partials():
+    from stream.pipeline import WorkQueue
+    from stream.vad import SpeechEnd, SpeechGrow, SpeechPause, Utterance
+
+    a, b = object(), object()
+    ua, ub = Utterance(0, 0, 0), Utterance(0, 0, 0)
+    audio = np.zeros(160, np.int16)
+    q = WorkQueue()
+    q.put(a, SpeechGrow(ua, 160, 1, audio), 0.0)
+    q.put(b, SpeechGrow(ub, 160, 1, audio), 0.0)
+    q.put(b, SpeechPause(ub, 160, audio), 0.1)  # makes b's pending partial pointless
+    q.put(a, SpeechGrow(ua, 320, 2, audio), 0.2)  # replaces a's older partial
+    assert len(q) == 2 and q.coalesced == 2
+    first = q.get_batch(8)
+    assert [(s, type(ev).__name__) for s, ev, _ in first] == [(b, "SpeechPause")]  # the final goes first
+    q.put(b, SpeechEnd(ub, 160, "silence", 1, audio), 0.3)
+    q.put(a, SpeechEnd(ua, 320, "silence", 3, audio), 0.4)
+    q.put(a, SpeechGrow(Utterance(1, 400, 400), 480, 1, audio), 0.5)
+    assert [(s, type(ev).__name__) for s, ev, _ in q.get_batch(8)] == [(b, "SpeechEnd"), (a, "SpeechEnd")]
+    assert [(s, type(ev).__name__) for s, ev, _ in q.get_batch(8)] == [(a, "SpeechGrow")]
+    q.close()
+    assert q.get_batch(8) is None
