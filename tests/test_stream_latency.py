@@ -248,3 +248,27 @@ def test_shared_worker_takes_one_pass_per_stream_and_finals_before_partials():
     assert [(s, type(ev).__name__) for s, ev, _ in q.get_batch(8)] == [(a, "SpeechGrow")]
     q.close()
     assert q.get_batch(8) is None
+
+
+@needs_speech
+def test_cli_takes_several_sources_as_separate_streams(tmp_path, spoken, ckpt):
+    from tests.test_stream_support import Collector, free_endpoint, run_stream
+
+    one = make_spoken_file(tmp_path / "one.wav", sentences=("I am so happy to see you again",))
+    ep = free_endpoint()
+    sub = Collector(ep)
+    try:
+        res = run_stream("--file", str(spoken), "--file", str(one), "--model", str(ckpt), "--endpoint", ep,
+                         "--stream-id", "desk")
+        sub.wait_for(lambda t, m: t == "status" and m["kind"] == "stop" and m["stream_id"] == "desk-1", 5)
+    finally:
+        sub.close()
+    assert res.returncode == 0, res.stderr
+    finals = sub.finals()
+    assert sorted((m["stream_id"], m["utterance_id"]) for m in finals) == [("desk-0", 0), ("desk-0", 1),
+                                                                           ("desk-1", 0)]
+    assert "2 sources" in res.stderr and "2 streams" in res.stderr
+    lines = res.stdout.strip().splitlines()
+    assert len(lines) == 3 and {ln[:4] for ln in lines} == {"[0] ", "[1] "}
+    for topic, msg in sub.messages:
+        validate(topic, msg)
