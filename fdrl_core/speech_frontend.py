@@ -127,6 +127,27 @@ def encoder_frames_for(num_samples: int) -> int:
     return int(min(WINDOW_SECONDS * SAMPLE_RATE // FRAME_SAMPLES, max(1, math.ceil(num_samples / FRAME_SAMPLES))))
 
 
+def encoder_output_to_host(output) -> np.ndarray:
+    """A float32 numpy array from a Whisper encoder output, wherever CTranslate2 left it.
+
+    With one GPU, faster-whisper keeps the encoder output on the device (it moves it to the CPU only
+    with several device indices), and a CUDA StorageView has no array interface: np.asarray fails.
+    float16/bfloat16 outputs (GPU compute types) become float32 on the way.
+    """
+    if isinstance(output, np.ndarray):
+        return output.astype(np.float32, copy=False)
+    device = getattr(output, "device", "cpu")
+    dtype = getattr(getattr(output, "dtype", None), "name", "float32")
+    if device != "cpu" or dtype not in ("float32", "float16"):
+        import ctranslate2
+
+        if dtype not in ("float32", "float16"):  # bfloat16 has no numpy typestr
+            output = output.to(ctranslate2.DataType.float32)
+        if device != "cpu":
+            output = output.to_device(ctranslate2.Device.cpu)
+    return np.asarray(output, dtype=np.float32)
+
+
 class SpeechFrontend:
     """Whisper encoder frames [T, d] (d = 384 for tiny.en) for one utterance of up to 30 s.
 
@@ -194,14 +215,14 @@ class SpeechFrontend:
             num_samples = len(audio)
         elif num_samples is None:
             raise ValueError("frames(encoder_output=...) also needs num_samples")
-        out = np.asarray(encoder_output, dtype=np.float32)  # StorageView on CPU supports the buffer protocol
+        out = encoder_output_to_host(encoder_output)
         if out.ndim == 3:
             out = out[0]
         return np.ascontiguousarray(out[: encoder_frames_for(num_samples)])
 
     def frames_of_batch(self, encoder_output, lengths: list[int]) -> list[np.ndarray]:
         """Per-utterance frames from one batched encoder output (utterances of `lengths` samples)."""
-        out = np.asarray(encoder_output, dtype=np.float32)
+        out = encoder_output_to_host(encoder_output)
         return [np.ascontiguousarray(out[i, : encoder_frames_for(n)]) for i, n in enumerate(lengths)]
 
     def frames_batch(self, audios: list[np.ndarray], window: WindowPolicy | None = None) -> list[np.ndarray]:

@@ -199,8 +199,9 @@ class Recognizer:
                 else:
                     import ctranslate2
 
-                    enc_sub = ctranslate2.StorageView.from_array(
-                        np.ascontiguousarray(np.asarray(enc, dtype=np.float32)[sub]))
+                    from fdrl_core.speech_frontend import encoder_output_to_host
+
+                    enc_sub = ctranslate2.StorageView.from_array(np.ascontiguousarray(encoder_output_to_host(enc)[sub]))
                 prompts, max_new = [], 0
                 for j in sub:
                     prefix = requests[idx[j]][2].strip()
