@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fdrl_core.audio import SAMPLE_RATE
-from fdrl_core.speech_frontend import window_for_model
+from fdrl_core.speech_frontend import WindowPolicy, window_for_export, window_for_model
 from stream.asr import LocalAgreement
 from stream.config import PipelineConfig
 from stream.events import Observers
@@ -45,6 +45,23 @@ def rss_mb() -> float | None:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except (OSError, ValueError, IndexError):
         return None
+
+
+def model_window(emotion) -> WindowPolicy | None:
+    """The encoder window policy of the model the emotion stage actually runs: an ONNX graph or engine
+    (the backend's sidecar; a checkpoint folder given as the model may hold its ONNX export in onnx/)
+    or a checkpoint (meta.json). None when the stage does not say what it loaded."""
+    path = getattr(emotion, "model_path", None)
+    if path is None:
+        return None
+    sidecar = getattr(getattr(emotion, "backend", None), "sidecar", None)
+    if sidecar is not None:
+        src = getattr(sidecar, "source_checkpoint", "") or ""
+        base = path if path.is_dir() else path.parent
+        candidates = [base] + ([base / src] if src else [])  # only one with the exported weights counts
+        return window_for_export(getattr(sidecar, "extra", None) or {}, getattr(sidecar, "checkpoint_sha256", ""),
+                                 [c for c in candidates if c.is_dir()])
+    return window_for_model(path)
 
 
 def percentile(xs, q: float) -> float | None:
@@ -196,10 +213,10 @@ class Pipeline:
                  publisher, out=None, log=None, observers=None):
         self.cfg = cfg
         self.recognizer = recognizer
-        model_path = getattr(emotion, "model_path", None)
-        if model_path is not None and hasattr(recognizer, "window"):
+        window = model_window(emotion)
+        if window is not None and hasattr(recognizer, "window"):
             # encode with the window policy the emotion model was trained with (legacy models: 30 s)
-            recognizer.window = window_for_model(model_path)
+            recognizer.window = window
         self.emotion = emotion
         self.publisher = publisher
         self.out = out or sys.stdout
