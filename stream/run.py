@@ -1,9 +1,10 @@
 """python -m stream.run: live speech -> per-utterance emotion messages on ZeroMQ.
 
-Listens to a microphone (--mic), replays a file (--file) or the bundled demo (--demo); cuts the audio into
-utterances (webrtcvad), transcribes them while they are spoken (faster-whisper; partial transcripts and
-provisional emotions), and when an utterance ends publishes the final transcript and emotion (FDRL on the
-Whisper encoder frames + the transcript). Subscribe with `python -m stream.subscribe`.
+Listens to microphones (--mic), replays files (--file) or the bundled demo (--demo), several at once if
+you like (one stream each, one model for all); cuts the audio into utterances (webrtcvad), transcribes
+them while they are spoken (faster-whisper; partial transcripts and provisional emotions), and when an
+utterance ends publishes the final transcript and emotion (FDRL on the Whisper encoder frames + the
+transcript). Subscribe with `python -m stream.subscribe`.
 """
 
 from __future__ import annotations
@@ -95,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     vad.add_argument("--preroll-ms", type=int, default=d_vad.preroll_ms,
                      help="audio kept before speech onset (default: %(default)s)")
     vad.add_argument("--hangover-ms", type=int, default=d_vad.hangover_ms,
-                     help="silence that ends an utterance (default: %(default)s)")
+                     help="silence that confirms the end of an utterance; live sources publish an early final "
+                          "after --tail-ms already (default: %(default)s)")
     vad.add_argument("--tail-ms", type=int, default=d_vad.tail_ms,
                      help="audio kept after the last speech frame (default: %(default)s)")
     vad.add_argument("--min-speech-ms", type=int, default=d_vad.min_speech_ms,
