@@ -13,6 +13,8 @@ BENCHMARKS = {
     "backends": ("bench.backends", "emotion backends side by side: torch eager vs onnxruntime (vs TensorRT)"),
     "pipeline": ("bench.pipeline", "end of speech -> final emotion: our run-time vs the naive pipeline, one file"),
     "scaling": ("bench.scaling", "latency and CPU vs utterance length (1-15 s) and concurrent streams (1, 2, 4)"),
+    "multistream": ("bench.multistream", "N real-time streams in one process: true end of speech -> final emotion, "
+                                         "memory per stream"),
     "windows": ("bench.windows", "WER and encoder cost of utterance-sized encoder windows vs the 30 s window"),
     "gpu": ("bench.gpu", "the CUDA/TensorRT path on this machine's NVIDIA GPU, checked against the CPU"),
     "dashboard": ("bench.dashboard", "the live dashboard in headless Chromium: publish -> page delay, 1 vs 8 streams"),

@@ -98,8 +98,10 @@ def window_from_meta(meta: Mapping) -> WindowPolicy:
 
 def window_for_model(model: str | Path) -> WindowPolicy:
     """The policy an emotion model's speech features were made with, whatever form the model has:
-    checkpoint folder (meta.json), ONNX export folder (fdrl.json: extra.speech_window) or TensorRT
-    engine (the ONNX folder its sidecar names). A model that does not say: the legacy 30 s window."""
+    checkpoint folder (meta.json), ONNX export folder (fdrl.json: extra.speech_window; an export
+    that predates the field asks the checkpoint it was exported from, when that is still there with
+    the same weights) or TensorRT engine (the ONNX folder its sidecar names). A model that does not
+    say: the legacy 30 s window."""
     import json
 
     from fdrl_core.checkpoint import META
@@ -111,14 +113,34 @@ def window_for_model(model: str | Path) -> WindowPolicy:
             side = EngineSidecar.path_for(path)
             if not side.is_file():
                 return WindowPolicy.legacy()
-            path = Path(json.loads(side.read_text()).get("onnx_dir") or "")
+            onnx_dir = json.loads(side.read_text()).get("onnx_dir") or ""
+            if not onnx_dir:
+                return WindowPolicy.legacy()
+            path = path.parent / onnx_dir  # an absolute onnx_dir stays as it is
         if (path / META).is_file():
             return window_from_meta(json.loads((path / META).read_text()))
         if (path / ONNX_SIDECAR).is_file():
-            extra = json.loads((path / ONNX_SIDECAR).read_text()).get("extra") or {}
-            return WindowPolicy.from_dict(extra.get("speech_window"))
+            sidecar = json.loads((path / ONNX_SIDECAR).read_text())
+            source = sidecar.get("source_checkpoint")
+            return window_for_export(sidecar.get("extra") or {}, sidecar.get("checkpoint_sha256", ""),
+                                     [path / source] if source else [])
     except (OSError, json.JSONDecodeError, AttributeError) as e:
         raise ValueError(f"{model}: cannot read its speech window policy ({e})") from None
+    return WindowPolicy.legacy()
+
+
+def window_for_export(extra: Mapping, checkpoint_sha256: str, checkpoints: list[Path]) -> WindowPolicy:
+    """The policy of an ONNX export (its sidecar's `extra`), else of the first of `checkpoints` that has
+    exactly the exported weights (an export made before the field existed), else the legacy window."""
+    import json
+
+    from fdrl_core.checkpoint import META, checkpoint_hash
+
+    if "speech_window" in extra:
+        return WindowPolicy.from_dict(extra["speech_window"])
+    for ckpt in checkpoints:
+        if (ckpt / META).is_file() and checkpoint_sha256 and checkpoint_hash(ckpt) == checkpoint_sha256:
+            return window_from_meta(json.loads((ckpt / META).read_text()))
     return WindowPolicy.legacy()
 
 

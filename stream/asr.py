@@ -44,6 +44,7 @@ class AsrConfig:
     beam_size: int = 2  # final pass
     partial_beam_size: int = 1  # partials: greedy
     partial_every_s: float = 0.7  # a partial per this much new voiced speech; 0 disables partials
+    first_partial_s: float = 0.3  # the first partial of an utterance after this much voiced speech
     max_tokens_per_s: float = 8.0  # bounds decoding (and runaway repetition) by utterance length
     # the hallucination guard
     no_speech_threshold: float = 0.6
@@ -57,7 +58,7 @@ class AsrConfig:
     def validate(self) -> AsrConfig:
         if self.beam_size < 1 or self.partial_beam_size < 1:
             raise ValueError("beam sizes must be >= 1")
-        if self.partial_every_s < 0:
+        if self.partial_every_s < 0 or self.first_partial_s < 0:
             raise ValueError("partial interval must be >= 0 (0 disables partials)")
         return self
 
@@ -198,8 +199,9 @@ class Recognizer:
                 else:
                     import ctranslate2
 
-                    enc_sub = ctranslate2.StorageView.from_array(
-                        np.ascontiguousarray(np.asarray(enc, dtype=np.float32)[sub]))
+                    from fdrl_core.speech_frontend import encoder_output_to_host
+
+                    enc_sub = ctranslate2.StorageView.from_array(np.ascontiguousarray(encoder_output_to_host(enc)[sub]))
                 prompts, max_new = [], 0
                 for j in sub:
                     prefix = requests[idx[j]][2].strip()

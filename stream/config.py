@@ -29,6 +29,7 @@ class PipelineConfig:
     fast_partials: bool = False
     agreement_passes: int = 2  # LocalAgreement-n: a word is committed once n consecutive partials agree
     stable_passes: int = 2  # a provisional emotion is "stable" once its label held for this many passes
+    stable_confidence: float = 0.6  # ... and the latest pass gave it at least this probability
     max_batch: int = 8  # passes of different streams encoded together when they wait at the same time
     # live sources: partial passes may use at most this share of the time, so the worker is usually free
     # when an utterance ends (on a slow or busy CPU partials thin out instead of delaying the final)
@@ -50,6 +51,8 @@ class PipelineConfig:
             raise ValueError("queue length must be > 0 s")
         if self.agreement_passes < 1 or self.stable_passes < 1:
             raise ValueError("agreement and stability need at least 1 pass")
+        if not 0 <= self.stable_confidence <= 1:
+            raise ValueError("stable confidence must be in [0, 1]")
         if self.max_batch < 1:
             raise ValueError("max batch must be >= 1")
         if self.sndhwm < 1:

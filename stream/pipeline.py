@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fdrl_core.audio import SAMPLE_RATE
-from fdrl_core.speech_frontend import window_for_model
+from fdrl_core.speech_frontend import WindowPolicy, window_for_export, window_for_model
 from stream.asr import LocalAgreement
 from stream.config import PipelineConfig
 from stream.events import Observers
@@ -45,6 +45,23 @@ def rss_mb() -> float | None:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except (OSError, ValueError, IndexError):
         return None
+
+
+def model_window(emotion) -> WindowPolicy | None:
+    """The encoder window policy of the model the emotion stage actually runs: an ONNX graph or engine
+    (the backend's sidecar; a checkpoint folder given as the model may hold its ONNX export in onnx/)
+    or a checkpoint (meta.json). None when the stage does not say what it loaded."""
+    path = getattr(emotion, "model_path", None)
+    if path is None:
+        return None
+    sidecar = getattr(getattr(emotion, "backend", None), "sidecar", None)
+    if sidecar is not None:
+        src = getattr(sidecar, "source_checkpoint", "") or ""
+        base = path if path.is_dir() else path.parent
+        candidates = [base] + ([base / src] if src else [])  # only one with the exported weights counts
+        return window_for_export(getattr(sidecar, "extra", None) or {}, getattr(sidecar, "checkpoint_sha256", ""),
+                                 [c for c in candidates if c.is_dir()])
+    return window_for_model(path)
 
 
 def percentile(xs, q: float) -> float | None:
@@ -109,16 +126,20 @@ class WorkQueue:
             self.cv.notify_all()
 
     def get_batch(self, max_items: int) -> list | None:
-        """The oldest item plus, up to `max_items`, the oldest item of each other stream (a stream's own
-        events stay in order). None once closed and empty."""
+        """Up to `max_items` items, at most one per stream (a stream's own events stay in order), ends and
+        pauses before partials: a final someone waits for goes first. None once closed and empty."""
         with self.cv:
             while not self.items and not self.closed:
                 self.cv.wait()
             if not self.items:
                 return None
+            # a pending partial is never older than an end of the same utterance (the end removes it)
+            urgent = any(not isinstance(x[1], SpeechGrow) for x in self.items)
             batch, seen, rest = [], set(), deque()
             for item in self.items:
-                if len(batch) < max_items and id(item[0]) not in seen:
+                if urgent and isinstance(item[1], SpeechGrow):
+                    rest.append(item)
+                elif len(batch) < max_items and id(item[0]) not in seen:
                     seen.add(id(item[0]))
                     batch.append(item)
                 else:
@@ -160,7 +181,8 @@ class Stream:
         self.stream_id = self.msgs.stream_id
         self.live = source.live
         partials = cfg.asr.partial_every_s > 0 and (self.live or cfg.fast_partials)
-        self.segmenter = Segmenter(cfg.vad, grow_every_ms=int(cfg.asr.partial_every_s * 1000) if partials else None)
+        self.segmenter = Segmenter(cfg.vad, grow_every_ms=int(cfg.asr.partial_every_s * 1000) if partials else None,
+                                   first_grow_ms=int(cfg.asr.first_partial_s * 1000) or None)
         self.stats = Stats()
         self.speculate = cfg.speculative and self.live
         self.early_final = cfg.early_final and self.live
@@ -191,10 +213,10 @@ class Pipeline:
                  publisher, out=None, log=None, observers=None):
         self.cfg = cfg
         self.recognizer = recognizer
-        model_path = getattr(emotion, "model_path", None)
-        if model_path is not None and hasattr(recognizer, "window"):
+        window = model_window(emotion)
+        if window is not None and hasattr(recognizer, "window"):
             # encode with the window policy the emotion model was trained with (legacy models: 30 s)
-            recognizer.window = window_for_model(model_path)
+            recognizer.window = window
         self.emotion = emotion
         self.publisher = publisher
         self.out = out or sys.stdout
@@ -296,8 +318,10 @@ class Pipeline:
             s.t_source = time.monotonic()
             if self.t_source is None:
                 self.t_source = s.t_source
-            self.observers.emit("source_start", s.stream_id, t=s.t_source, live=s.live, sample_rate=SAMPLE_RATE)
             for frame in s.source.frames():
+                if not s.stats.audio_samples:  # t - audio_t: where the audio clock started
+                    self.observers.emit("source_start", s.stream_id, audio_t=frame.end / SAMPLE_RATE, live=s.live,
+                                        sample_rate=SAMPLE_RATE)
                 s.stats.audio_samples = frame.end
                 for ev in seg.push(frame.samples, frame.start):
                     self._dispatch(s, ev)
@@ -346,10 +370,13 @@ class Pipeline:
     def _needs_pass(self, s: Stream, ev) -> tuple[bool, str] | None:
         """(final, prefix) when `ev` needs an ASR pass, None when it needs none."""
         if isinstance(ev, SpeechGrow):
+            if s.live and ev.utt.end - ev.utt.last_voiced_end >= s.segmenter.cfg.tail_ms * SAMPLE_RATE // 1000:
+                return None  # the utterance is pausing: its final pass is due, a partial would only delay it
             return False, s.utt(ev.utt.id).agreement.committed_text
         if isinstance(ev, SpeechPause):
-            if self._resumed(s, ev):
-                return None
+            vad = s.segmenter.cfg
+            if self._resumed(s, ev) or ev.utt.last_voiced_end - ev.utt.onset < vad.min_speech_ms * SAMPLE_RATE // 1000:
+                return None  # speech came back, or too short: the segmenter will discard it unless it grows
             return True, s.utt(ev.utt.id).agreement.committed_text
         if isinstance(ev, SpeechEnd):
             st = s.utt(ev.utt.id)
@@ -408,6 +435,9 @@ class Pipeline:
                 s.stats.discarded += 1
                 s.utts.pop(ev.utt.id, None)
             elif isinstance(ev, SpeechGrow):
+                if hyp is None:
+                    s.stats.partials_skipped += 1
+                    return
                 self._partial(s, ev, hyp)
             elif isinstance(ev, SpeechPause):
                 if hyp is None:
@@ -453,7 +483,8 @@ class Pipeline:
                 st.label_runs += 1
             else:
                 st.label, st.label_runs = result.label, 1
-            emo = (result, emo_ms, st.label_runs >= self.cfg.stable_passes)
+            stable = st.label_runs >= self.cfg.stable_passes and result.confidence >= self.cfg.stable_confidence
+            emo = (result, emo_ms, stable)
         self._pass_end(s, ev, hyp, emo[1] if emo else 0.0, final=False, speculative=False)
         rev = s.next_revision(ev.utt.id)
         self._publish_transcript(s, ev.utt, ev.end, hyp, partial=True, revision=rev, committed=committed,
@@ -491,7 +522,7 @@ class Pipeline:
 
     def _send(self, s: Stream, topic: str, msg: dict) -> None:
         self.publisher.send(topic, msg)
-        if self.observers:
+        if self.observers and topic != "status":
             self.observers.emit("published", s.stream_id, utterance_id=msg.get("utterance_id"),
                                 audio_t=msg.get("end"), topic=topic, partial=msg.get("partial"),
                                 revision=msg.get("revision"), message=msg)

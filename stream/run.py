@@ -1,9 +1,10 @@
 """python -m stream.run: live speech -> per-utterance emotion messages on ZeroMQ.
 
-Listens to a microphone (--mic), replays a file (--file) or the bundled demo (--demo); cuts the audio into
-utterances (webrtcvad), transcribes them while they are spoken (faster-whisper; partial transcripts and
-provisional emotions), and when an utterance ends publishes the final transcript and emotion (FDRL on the
-Whisper encoder frames + the transcript). Subscribe with `python -m stream.subscribe`.
+Listens to microphones (--mic), replays files (--file) or the bundled demo (--demo), several at once if
+you like (one stream each, one model for all); cuts the audio into utterances (webrtcvad), transcribes
+them while they are spoken (faster-whisper; partial transcripts and provisional emotions), and when an
+utterance ends publishes the final transcript and emotion (FDRL on the Whisper encoder frames + the
+transcript). Subscribe with `python -m stream.subscribe`.
 """
 
 from __future__ import annotations
@@ -82,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     mod.add_argument("--stable-passes", type=int, default=2, metavar="N",
                      help="a provisional emotion is marked stable once its label held for N passes "
                           "(default: %(default)s)")
+    mod.add_argument("--stable-confidence", type=float, default=0.6, metavar="P",
+                     help="... and its latest probability is at least P (default: %(default)s)")
     mod.add_argument("--no-speech-threshold", type=float, default=d_asr.no_speech_threshold,
                      help="hallucination guard: Whisper no-speech probability (default: %(default)s)")
     mod.add_argument("--logprob-threshold", type=float, default=d_asr.logprob_threshold,
@@ -95,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     vad.add_argument("--preroll-ms", type=int, default=d_vad.preroll_ms,
                      help="audio kept before speech onset (default: %(default)s)")
     vad.add_argument("--hangover-ms", type=int, default=d_vad.hangover_ms,
-                     help="silence that ends an utterance (default: %(default)s)")
+                     help="silence that confirms the end of an utterance; live sources publish an early final "
+                          "after --tail-ms already (default: %(default)s)")
     vad.add_argument("--tail-ms", type=int, default=d_vad.tail_ms,
                      help="audio kept after the last speech frame (default: %(default)s)")
     vad.add_argument("--min-speech-ms", type=int, default=d_vad.min_speech_ms,
@@ -135,7 +139,7 @@ def config_from_args(args) -> PipelineConfig:
                           endpoint=args.endpoint, heartbeat_s=args.heartbeat,
                           partial_emotion=not args.no_partial_emotion, speculative=not args.no_speculative,
                           early_final=not args.no_early_final, fast_partials=args.partial_every is not None,
-                          stable_passes=args.stable_passes,
+                          stable_passes=args.stable_passes, stable_confidence=args.stable_confidence,
                           stream_id=args.stream_id, print_lines=printing, print_partials=args.print_partials)
 
 

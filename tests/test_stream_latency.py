@@ -138,7 +138,7 @@ def test_fast_file_does_no_partial_passes_unless_asked(spoken, recognizer, emoti
     kinds = [e.kind for e in events]
     for kind in ("source_start", "speech_start", "speech_end", "pass_start", "pass_end", "published", "source_end"):
         assert kind in kinds, kind
-    assert kinds[0] == "published" and kinds.index("source_start") < kinds.index("speech_start")
+    assert kinds[0] == "source_start" and kinds.index("speech_start") < kinds.index("speech_end")
     assert kinds.index("source_end") > max(i for i, k in enumerate(kinds) if k == "speech_end")
     ends = [e for e in events if e.kind == "speech_end"]
     assert [e.utterance_id for e in ends] == [0, 1] and all(e.audio_t <= m["end"] for e, m in zip(ends, finals))
@@ -167,7 +167,8 @@ def test_asked_for_partials_they_commit_words_without_retracting_and_flag_stabil
         emos = [m for m in bus.of("emotion") if m["utterance_id"] == uid and m["partial"]]
         assert emos and emos[0]["stable"] is False  # one pass is never enough
         for prev, m in zip(emos, emos[1:]):
-            assert m["stable"] == (m["label"] == prev["label"])  # stable after two passes agree (default 2)
+            # stable once two passes in a row agree (default 2) and the latest gives it probability >= 0.6
+            assert m["stable"] == (m["label"] == prev["label"] and m["confidence"] >= 0.6)
 
 
 @needs_speech
@@ -223,3 +224,51 @@ def test_several_sources_in_one_pipeline_have_their_own_ids_and_sequences(tmp_pa
     assert [m["transcript"] for m in a] == [m["transcript"] for m in c]
     np.testing.assert_allclose([m["confidence"] for m in a], [m["confidence"] for m in c], atol=1e-3)
     assert pipe.total_stats().utterances == 5
+
+
+def test_shared_worker_takes_one_pass_per_stream_and_finals_before_partials():
+    from stream.pipeline import WorkQueue
+    from stream.vad import SpeechEnd, SpeechGrow, SpeechPause, Utterance
+
+    a, b = object(), object()
+    ua, ub = Utterance(0, 0, 0), Utterance(0, 0, 0)
+    audio = np.zeros(160, np.int16)
+    q = WorkQueue()
+    q.put(a, SpeechGrow(ua, 160, 1, audio), 0.0)
+    q.put(b, SpeechGrow(ub, 160, 1, audio), 0.0)
+    q.put(b, SpeechPause(ub, 160, audio), 0.1)  # makes b's pending partial pointless
+    q.put(a, SpeechGrow(ua, 320, 2, audio), 0.2)  # replaces a's older partial
+    assert len(q) == 2 and q.coalesced == 2
+    first = q.get_batch(8)
+    assert [(s, type(ev).__name__) for s, ev, _ in first] == [(b, "SpeechPause")]  # the final goes first
+    q.put(b, SpeechEnd(ub, 160, "silence", 1, audio), 0.3)
+    q.put(a, SpeechEnd(ua, 320, "silence", 3, audio), 0.4)
+    q.put(a, SpeechGrow(Utterance(1, 400, 400), 480, 1, audio), 0.5)
+    assert [(s, type(ev).__name__) for s, ev, _ in q.get_batch(8)] == [(b, "SpeechEnd"), (a, "SpeechEnd")]
+    assert [(s, type(ev).__name__) for s, ev, _ in q.get_batch(8)] == [(a, "SpeechGrow")]
+    q.close()
+    assert q.get_batch(8) is None
+
+
+@needs_speech
+def test_cli_takes_several_sources_as_separate_streams(tmp_path, spoken, ckpt):
+    from tests.test_stream_support import Collector, free_endpoint, run_stream
+
+    one = make_spoken_file(tmp_path / "one.wav", sentences=("I am so happy to see you again",))
+    ep = free_endpoint()
+    sub = Collector(ep)
+    try:
+        res = run_stream("--file", str(spoken), "--file", str(one), "--model", str(ckpt), "--endpoint", ep,
+                         "--stream-id", "desk")
+        sub.wait_for(lambda t, m: t == "status" and m["kind"] == "stop" and m["stream_id"] == "desk-1", 5)
+    finally:
+        sub.close()
+    assert res.returncode == 0, res.stderr
+    finals = sub.finals()
+    assert sorted((m["stream_id"], m["utterance_id"]) for m in finals) == [("desk-0", 0), ("desk-0", 1),
+                                                                           ("desk-1", 0)]
+    assert "2 sources" in res.stderr and "2 streams" in res.stderr
+    lines = res.stdout.strip().splitlines()
+    assert len(lines) == 3 and {ln[:4] for ln in lines} == {"[0] ", "[1] "}
+    for topic, msg in sub.messages:
+        validate(topic, msg)

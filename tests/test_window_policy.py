@@ -47,6 +47,18 @@ def test_run_time_reads_the_policy_of_the_model_it_loads(tmp_path):
     onnx.mkdir()
     (onnx / "fdrl.json").write_text(json.dumps({"extra": {"speech_window": policy.to_dict()}}))
     assert window_for_model(onnx) == policy
+    # an export that predates the field: the checkpoint it came from says, if it still has the same weights
+    from fdrl_core.checkpoint import checkpoint_hash
+
+    for name in ("model.safetensors", "config.json"):
+        (ckpt / name).write_text(name)
+    old_onnx = ckpt / "onnx"
+    old_onnx.mkdir()
+    (old_onnx / "fdrl.json").write_text(json.dumps({"source_checkpoint": "..", "extra": {},
+                                                    "checkpoint_sha256": checkpoint_hash(ckpt)}))
+    assert window_for_model(old_onnx) == policy
+    (ckpt / "model.safetensors").write_text("retrained")
+    assert window_for_model(old_onnx) == WindowPolicy.legacy()
     engine = tmp_path / "model.engine"
     engine.write_bytes(b"x")
     (tmp_path / "model.engine.json").write_text(json.dumps({"onnx_dir": str(onnx)}))
@@ -78,3 +90,30 @@ def test_feature_cache_identity_carries_the_window(tmp_path):
     assert new["key"] != legacy["key"]
     assert window_from_meta({"frontends": {"speech": legacy}}) == WindowPolicy.legacy()
     assert window_from_meta({"frontends": {"speech": new}}) == DEFAULT_WINDOW
+
+
+def test_pipeline_takes_the_window_of_what_the_emotion_stage_runs(tmp_path):
+    from types import SimpleNamespace
+
+    from fdrl_core.checkpoint import checkpoint_hash
+    from stream.pipeline import model_window
+
+    policy = WindowPolicy(floor_s=15, margin_s=0.5)
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "meta.json").write_text(json.dumps({"frontends": {"speech": {"window": policy.to_dict()}}}))
+    for name in ("model.safetensors", "config.json"):
+        (ckpt / name).write_text(name)
+
+    def stage(sidecar=None):
+        return SimpleNamespace(model_path=ckpt, backend=SimpleNamespace(sidecar=sidecar))
+
+    assert model_window(stage()) == policy  # torch: the checkpoint itself
+    graph = SimpleNamespace(extra={"speech_window": DEFAULT_WINDOW.to_dict()}, checkpoint_sha256="x",
+                            source_checkpoint="..")
+    assert model_window(stage(graph)) == DEFAULT_WINDOW  # its export says
+    same = SimpleNamespace(extra={}, checkpoint_sha256=checkpoint_hash(ckpt), source_checkpoint="..")
+    assert model_window(stage(same)) == policy  # an older export of exactly these weights
+    stale = SimpleNamespace(extra={}, checkpoint_sha256="not these weights", source_checkpoint="..")
+    assert model_window(stage(stale)) == WindowPolicy.legacy()  # an export left over from before a retrain
+    assert model_window(SimpleNamespace()) is None
