@@ -20,6 +20,7 @@ import numpy as np
 
 from fdrl_core.audio import SAMPLE_RATE
 from stream.config import PipelineConfig
+from stream.events import Observers
 from stream.messages import MessageFactory, format_line
 from stream.sources import AudioSource, SourceError
 from stream.tegrastats import snapshot as device_snapshot
@@ -104,7 +105,7 @@ class WorkQueue:
 
 class Pipeline:
     def __init__(self, cfg: PipelineConfig, source: AudioSource, recognizer, emotion, publisher,
-                 out=None, log=None):
+                 out=None, log=None, observers=None):
         self.cfg = cfg
         self.source = source
         self.recognizer = recognizer
@@ -128,6 +129,8 @@ class Pipeline:
         self.tegra = device_snapshot  # Jetson telemetry; returns None elsewhere
         self.source_error: str | None = None
         self.status_lock = threading.Lock()
+        self.pass_s = [0.0, 0.0]  # ASR, emotion seconds of the current pass (for pass_end)
+        self.events = observers if isinstance(observers, Observers) else Observers(observers, log=self.log)
 
     # ------------------------------------------------------------ control
 
@@ -161,12 +164,17 @@ class Pipeline:
             self.done.set()
             hb.join(timeout=2 * self.cfg.heartbeat_s)
             self.source.close()
+            self.events.emit("source_end", self.cfg.stream_id, audio_t=self.stats.audio_s,
+                             reason="error" if self.source_error else "stop" if self.stop_requested.is_set() else "end")
             self._status("stop")
         return 1 if self.source_error else 0
 
     def _segment(self) -> None:
         seg = self.segmenter
         for frame in self.source.frames():
+            if not self.stats.audio_samples:
+                self.events.emit("source_start", self.cfg.stream_id, audio_t=frame.end / SAMPLE_RATE, live=self.live,
+                                 sample_rate=SAMPLE_RATE)
             self.stats.audio_samples = frame.end
             for ev in seg.push(frame.samples, frame.start):
                 self._dispatch(ev)
@@ -175,9 +183,14 @@ class Pipeline:
 
     def _dispatch(self, ev) -> None:
         t = time.monotonic()
-        if isinstance(ev, SpeechPause) and not self.speculate:
-            return
         if isinstance(ev, SpeechStart):
+            self.events.emit("speech_start", self.cfg.stream_id, utterance_id=ev.utt.id, t=t,
+                             audio_t=ev.utt.onset / SAMPLE_RATE)
+            return
+        if isinstance(ev, SpeechEnd):
+            self.events.emit("speech_end", self.cfg.stream_id, utterance_id=ev.utt.id, t=t,
+                             audio_t=ev.utt.last_voiced_end / SAMPLE_RATE, reason=ev.reason)
+        if isinstance(ev, SpeechPause) and not self.speculate:
             return
         if isinstance(ev, SpeechGrow) and self.live and not self._partial_due(t):
             self.stats.partials_skipped += 1
@@ -199,6 +212,17 @@ class Pipeline:
     # ------------------------------------------------------------ work
 
     def _handle(self, ev, t_decided: float) -> None:
+        if isinstance(ev, SpeechDiscard) or not self.events:
+            return self._handle_event(ev, t_decided)
+        final, spec = isinstance(ev, (SpeechEnd, SpeechPause)), isinstance(ev, SpeechPause)
+        self.events.emit("pass_start", self.cfg.stream_id, utterance_id=ev.utt.id, audio_t=ev.end / SAMPLE_RATE,
+                         final=final, speculative=spec, samples=len(ev.audio))
+        self.pass_s = [0.0, 0.0]
+        self._handle_event(ev, t_decided)
+        self.events.emit("pass_end", self.cfg.stream_id, utterance_id=ev.utt.id, audio_t=ev.end / SAMPLE_RATE,
+                         final=final, speculative=spec, asr_ms=self.pass_s[0] * 1000, emotion_ms=self.pass_s[1] * 1000)
+
+    def _handle_event(self, ev, t_decided: float) -> None:
         stage = "asr"
         try:
             if isinstance(ev, SpeechDiscard):
@@ -243,12 +267,14 @@ class Pipeline:
     def _transcribe(self, audio: np.ndarray, final: bool):
         t0 = time.perf_counter()
         hyp = self.recognizer.transcribe(audio, final=final)
+        self.pass_s[0] += time.perf_counter() - t0
         self.stats.busy_s += time.perf_counter() - t0
         return hyp
 
     def _classify(self, hyp):
         t0 = time.perf_counter()
         result, ms = self.emotion.classify(hyp.frames, hyp.usable_text)
+        self.pass_s[1] += time.perf_counter() - t0
         self.stats.busy_s += time.perf_counter() - t0
         return result, ms
 
@@ -256,6 +282,9 @@ class Pipeline:
 
     def _send(self, topic: str, msg: dict) -> None:
         self.publisher.send(topic, msg)
+        if self.events and topic != "status":
+            self.events.emit("published", self.cfg.stream_id, utterance_id=msg.get("utterance_id"), topic=topic,
+                             partial=msg.get("partial"), revision=msg.get("revision"), message=msg)
         if self.cfg.print_lines and self._printable(topic, msg):
             print(format_line(topic, msg), file=self.out, flush=True)
 
