@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+DEFAULT_OUT = Path("bench-results")  # in the working directory: never inside the installed package
 
 
 def summary(xs) -> dict:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 import time
 
-from _protocol import emit, feed_paced, read_wav_int16, run, cpu_s
+from _protocol import cpu_s, emit, feed_paced, read_wav_int16, run
 
 
 def main(job: dict) -> None:
