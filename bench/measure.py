@@ -8,6 +8,8 @@ at `origin + end_s`; its latency is the arrival of the first final that covers i
 A final covers an utterance when (a) it carries an audio span (our messages: start/end) that overlaps the
 utterance, or (b) without a span (a peer's text), its words match that utterance better than any other
 (a text that merges two utterances covers both). Utterances no final covers are counted as missed.
+Peers that commit word by word (LocalAgreement) give spans per piece; an utterance is final when the
+last piece overlapping it arrived (`finals="last"`).
 """
 
 from __future__ import annotations
@@ -76,23 +78,36 @@ def _covers(s: Said, u: TrueUtterance, utts: list[TrueUtterance], origin: float,
     return score >= best or score >= 0.6  # the best match, or clearly this one too (a merged final)
 
 
-def match(utts: list[TrueUtterance], said: list[Said], origin: float, min_match: float = 0.3) -> list[UtteranceResult]:
-    """Per true utterance: latency of its first covering final and of its first partial."""
+def match(utts: list[TrueUtterance], said: list[Said], origin: float, min_match: float = 0.3,
+          finals: str = "first") -> list[UtteranceResult]:
+    """Per true utterance: latency of its final and of its first output (partial or final).
+
+    finals="first": the first final covering the utterance (one final per utterance: ours, RealtimeSTT).
+    finals="last": finals are pieces with audio spans (committed words or segments, as LocalAgreement
+    peers give them); the utterance is final once the LAST piece overlapping it arrived."""
     said = sorted(said, key=lambda s: s.t)
-    finals = [s for s in said if s.final]
-    partials = [s for s in said if not s.final and (s.text.strip() or s.start_s is not None)]
+    fin = [s for s in said if s.final]
+    partials = [s for s in said if s.text.strip() or s.start_s is not None]
     out = []
     for u in utts:
         r = UtteranceResult(u.index, u.text, u.start_s, u.end_s)
-        f = next((s for s in finals if _covers(s, u, utts, origin, min_match)), None)
+        if finals == "last":
+            pieces = [s for s in fin if _overlaps(s, u, slack_s=0.5)]
+            f = pieces[-1] if pieces else None
+            text = " ".join(s.text.strip() for s in sorted(pieces, key=lambda s: s.start_s)) if pieces else None
+            merged = any(_overlaps(s, v, slack_s=0.5) for s in pieces for v in utts if v.index != u.index)
+        else:
+            f = next((s for s in fin if _covers(s, u, utts, origin, min_match)), None)
+            text = f.text if f is not None else None
+            merged = f is not None and any(_covers(f, v, utts, origin, min_match) for v in utts if v.index != u.index)
         if f is not None:
             r.final_ms = round((f.t - (origin + u.end_s)) * 1000, 1)
-            r.final_text, r.label = f.text, f.label
-            r.match = round(text_match(u.text, f.text), 3)
-            r.merged = any(_covers(f, v, utts, origin, min_match) for v in utts if v.index != u.index)
+            r.final_text, r.label, r.merged = text, f.label, merged
+            r.match = round(text_match(u.text, text or ""), 3)
         limit = f.t if f is not None else float("inf")
         p = next((s for s in partials if origin + u.start_s < s.t <= limit
-                  and _covers(s, u, utts, origin, min_match=0.01)), None)
+                  and (_overlaps(s, u, slack_s=0.5) if finals == "last" and s.final
+                       else _covers(s, u, utts, origin, min_match=0.01))), None)
         if p is not None:
             r.first_partial_ms = round((p.t - (origin + u.start_s)) * 1000, 1)
         out.append(r)

@@ -106,7 +106,7 @@ def compose(clips: list[tuple[str, str, np.ndarray]], gaps_s: list[float], lead_
         if bounds is None:
             raise GenerationError(f"{voice} produced silence for {text!r}")
         a = np.asarray(audio[bounds[0]:bounds[1]], dtype=np.float32)
-        utts.append(TrueUtterance(i, text, voice, round(pos / sample_rate, 4), round((pos + len(a)) / sample_rate, 4)))
+        utts.append(TrueUtterance(i, text, voice, round(pos / sample_rate, 6), round((pos + len(a)) / sample_rate, 6)))
         gap = tail_s if i == len(clips) - 1 else gaps_s[i]
         pieces += [a, np.zeros(int(gap * sample_rate), np.float32)]
         pos += len(a) + int(gap * sample_rate)
