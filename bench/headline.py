@@ -239,7 +239,8 @@ def markdown(rep: dict) -> str:
              f"VAD hangover {so['vad_hangover_ms']} ms, partials every {so['partial_every_s']} s, speculative final "
              f"{'on' if so['speculative'] else 'off'}. Baseline: bench/baseline.py (faster-whisper transcribe + second "
              "encoder pass + PyTorch FDRL after each utterance).", "",
-             "| system | true end -> final emotion, median ms | p95 ms | first partial after speech start, median ms "
+             "| system | true end -> final emotion, median ms | p95 ms | "
+             "first output (partial, else final) after speech start, median ms "
              "| CPU s per audio minute | finals / utterances | missed | merged |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in (("this project", o), ("naive baseline", b)):

@@ -357,7 +357,8 @@ def markdown(rep: dict) -> str:
              "festival, 2.5-4 s silences; true voiced times known from generation), paced in real time in 30 ms "
              f"blocks through each system's own streaming interface. Model for everyone: {rep['model']} "
              "(CTranslate2 Whisper tiny.en int8), HF_HUB_OFFLINE=1.", "",
-             "| system | true end -> final, median ms | p95 ms | first partial after speech start, median ms | "
+             "| system | true end -> final, median ms | p95 ms | "
+             "first output (partial, else final) after speech start, median ms | "
              "CPU s per audio minute | finals / utterances | missed | merged | final median vs ours | status |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     if o is not None:
