@@ -298,7 +298,7 @@ def run(args) -> int:
         if peer.name not in ready:
             continue
         log(f"{peer.title}: feeding {stream.duration_s:.0f} s of audio in real time ...")
-        job = {"wav": str(stream.path), "model": model_dir, "tail_s": args.tail}
+        job = {"wav": str(Path(stream.path).resolve()), "model": model_dir, "tail_s": args.tail}
         dr = run_driver(ready[peer.name], DRIVERS / peer.driver, job,
                         timeout_s=stream.duration_s + args.tail + 300, env=peer_env())
         try:

@@ -153,6 +153,7 @@ def generate_stream(folder: Path, recipe: StreamRecipe = StreamRecipe(), n: int 
     sentences = recipe.sentences[:n] if n else recipe.sentences
     key = StreamRecipe(tuple(sentences), recipe.voices, recipe.gap_s, recipe.lead_s, recipe.tail_s,
                        recipe.seed).key()
+    folder = folder.resolve()  # peers' drivers run in other working directories
     folder.mkdir(parents=True, exist_ok=True)
     wav, meta = folder / f"truth-{key}.wav", folder / f"truth-{key}.json"
     if wav.is_file() and meta.is_file():

@@ -96,7 +96,7 @@ def test_bad_audio_is_one_clean_line(tmp_path):
 def test_help_lists_every_benchmark():
     res = bench("--help", timeout=120)
     assert res.returncode == 0
-    for name in ("backends", "pipeline", "scaling", "all"):
+    for name in ("headline", "peers", "backends", "pipeline", "scaling", "all"):
         assert name in res.stdout
 
 

@@ -4,7 +4,8 @@ Events (one JSON object per line on stdout; timestamps are time.monotonic(), whi
 Linux, so the bench compares them with its own clock):
   {"kind": "ready", "t": ..., "load_s": ...}                the peer is loaded and warmed up
   {"kind": "origin", "t": ...}                              wall time of audio sample 0 (feeding starts)
-  {"kind": "partial" | "final", "t": ..., "text": "..."}    the peer's provisional / committed text
+  {"kind": "partial" | "final", "t": ..., "text": "..."}    the peer's provisional / committed text; a peer
+      that commits piece by piece (LocalAgreement) adds "start"/"end", the piece's audio span in seconds
   {"kind": "done", "t": ..., "audio_s": ..., "cpu_s": ..., "fed_late_blocks": n}
   {"kind": "error", "message": "..."}                       the peer failed; the bench reports it
 """
