@@ -65,8 +65,9 @@ PEERS = {p.name: p for p in (
              "they arrive"),
     Peer("whisperlivekit", "WhisperLiveKit 0.2.26", ("whisperlivekit==0.2.26",), torch=True,
          driver="whisperlivekit_driver.py", size="~1.8 GB",
-         how="its server with --backend faster-whisper --backend-policy localagreement --pcm-input, raw s16le over "
-             "ws://.../asr (the default SimulStreaming policy needs PyTorch Whisper weights from the internet)"),
+         how="what its server runs per websocket: TranscriptionEngine(backend faster-whisper, backend_policy "
+             "localagreement, model_dir, pcm_input) + AudioProcessor fed raw s16le, committed text as finals (the "
+             "default SimulStreaming policy needs PyTorch Whisper weights from the internet)"),
     Peer("ufal-whisper-streaming", "ufal whisper_streaming (original)",
          unavailable="not on PyPI: github.com/ufal/whisper_streaming is a git checkout, and this project installs "
                      "only from PyPI/Debian/npm (its PyPI namesake is measured as whisper-streaming)"),
@@ -280,6 +281,7 @@ def run(args) -> int:
             log(f"{PEERS[name].title}: installed in {args.cache / name}")
         return 1 if len(ready) < len([p for p in peers if not p.unavailable]) else 0
 
+    machine = describe(hardware_path(args.device))  # load average at the start, before anything runs
     stream = make_stream(args.out, args.sentences)
     model_dir = str(whisper_model_dir(args.asr_model))
     log(f"bench peers: {stream.path} ({stream.duration_s:.1f} s, {len(stream.utterances)} utterances), "
@@ -308,7 +310,6 @@ def run(args) -> int:
         except CannotRun as e:
             status[peer.name] = {"status": f"cannot run: {e}", "stderr_tail": dr.stderr_tail}
             log(f"{peer.title}: cannot run: {e}")
-    machine = describe(hardware_path(args.device))
     machine["load_average_end"] = load_average()
     report = build_report(args, machine, stream, peers, ours, ours_setup, status, notes, started, model_dir)
     md = markdown(report)
