@@ -18,6 +18,9 @@ BENCHMARKS = {
     "backends": ("bench.backends", "emotion backends side by side: torch eager vs onnxruntime (vs TensorRT)"),
     "pipeline": ("bench.pipeline", "end of speech -> final emotion: our run-time vs the naive pipeline, one file"),
     "scaling": ("bench.scaling", "latency and CPU vs utterance length (1-15 s) and concurrent streams (1, 2, 4)"),
+    "multistream": ("bench.multistream", "N real-time streams in one process: true end of speech -> final emotion, "
+                                         "memory per stream"),
+    "windows": ("bench.windows", "WER and encoder cost of utterance-sized encoder windows vs the 30 s window"),
 }
 # options `all` passes on to every benchmark that has them
 SHARED = ("model", "out", "backend", "audio", "device", "repeat")

@@ -268,7 +268,11 @@ class PassRecorder:
     The pipeline says when the VAD decided, when each pass started and ended (with its ASR and emotion
     time) and when each message left; the stack's proxies (TimedMethods / EmotionProbe) split a final
     pass into encoder / decode / text encoder / FDRL. Observers run on the pipeline's threads in order,
-    so a final pass's proxy costs are exactly those between its pass_start and pass_end."""
+    so a final pass's proxy costs are exactly those between its pass_start and pass_end.
+
+    A final is published after its final pass (no pass events when the speculative pass done during the
+    hangover is used), and with early finals even before the VAD's end-of-speech decision; a record is
+    made once an utterance has both its first final emotion message and its decision."""
 
     def __init__(self, stack: OurStack | None, audio: np.ndarray | None = None):
         self.stack = stack
@@ -276,11 +280,11 @@ class PassRecorder:
         self.origin: float | None = None
         self.records: list[UtteranceRecord] = []
         self._decided: dict[int, object] = {}
-        self._cur: tuple | None = None
-        self._spec: dict[int, tuple[float | None, FinalPass]] = {}
-        self._final: dict[int, tuple[FinalPass, bool, float, int]] = {}
+        self._cur: dict[int, tuple] = {}
+        self._pass: dict[int, tuple[FinalPass, bool, float, int]] = {}  # last final pass: fp, speculative, ...
         self._pub: dict[int, float] = {}
-        self._sent: dict[int, object] = {}  # final emotion published before its pass_end arrived
+        self._sent: dict[int, object] = {}
+        self._done: set[int] = set()
 
     def __call__(self, ev) -> None:
         kind, uid = ev.kind, ev.utterance_id
@@ -288,60 +292,53 @@ class PassRecorder:
             self.origin = ev.t - (ev.audio_t or 0.0)
         elif kind == "speech_end":
             self._decided[uid] = ev
+            self._record(uid)
         elif kind == "pass_start" and ev.data.get("final"):
             if self.stack is not None:
                 self.stack.encode_sink.reset()
                 self.stack.probe.sink.reset()
-            self._cur = (ev, FinalPass(start=ev.t), time.process_time())
-        elif kind == "pass_end" and ev.data.get("final") and self._cur is not None:
+            self._cur[uid] = (ev, FinalPass(start=ev.t), time.process_time())
+        elif kind == "pass_end" and ev.data.get("final") and uid in self._cur:
             self._pass_end(ev)
-        elif kind == "published" and not ev.data.get("partial"):
+        elif kind == "published" and not ev.data.get("partial") and uid not in self._done:
             if ev.data.get("topic") == "transcript":
-                self._pub[uid] = ev.t
+                self._pub.setdefault(uid, ev.t)
             elif ev.data.get("topic") == "emotion":
-                self._sent[uid] = ev  # recorded at this pass's pass_end (published comes first)
+                self._sent.setdefault(uid, ev)
+                self._record(uid)
 
     def _pass_end(self, ev) -> None:
-        start, fp, cpu0 = self._cur
-        self._cur = None
-        uid, spec = ev.utterance_id, bool(ev.data.get("speculative"))
-        asr_ms, emo_ms = float(ev.data.get("asr_ms") or 0.0), float(ev.data.get("emotion_ms") or 0.0)
-        if not spec and asr_ms == 0.0 and emo_ms == 0.0:  # no work: the speculative result was published
-            hit = self._spec.pop(uid, None)
-            if hit is not None and hit[0] == ev.audio_t:
-                self._final[uid] = (hit[1], True, start.t, start.data.get("samples", 0))
-            self._record(uid)
-            return
+        uid = ev.utterance_id
+        start, fp, cpu0 = self._cur.pop(uid)
         fp.end = ev.t
         cpu_ms = (time.process_time() - cpu0) * 1000
+        asr_ms, emo_ms = float(ev.data.get("asr_ms") or 0.0), float(ev.data.get("emotion_ms") or 0.0)
         enc = self.stack.encode_sink.take().get("encode", Cost()) if self.stack else Cost()
         parts = self.stack.probe.sink.take() if self.stack else {}
         emo_cpu = sum(c.cpu_ms for c in parts.values())  # the emotion stage's timed pieces
         asr = Cost(asr_ms, max(0.0, cpu_ms - emo_cpu))
         fp.costs = {"asr": asr, "encoder": enc, "decode": Cost(asr.wall_ms - enc.wall_ms, asr.cpu_ms - enc.cpu_ms),
                     "emotion": Cost(emo_ms, emo_cpu), **parts}
-        if spec:
-            self._spec[uid] = (ev.audio_t, fp)
-        else:
-            self._spec.pop(uid, None)
-            self._final[uid] = (fp, False, start.t, start.data.get("samples", 0))
-            self._record(uid)
+        self._pass[uid] = (fp, bool(ev.data.get("speculative")), start.t, start.data.get("samples", 0))
 
     def _record(self, uid: int) -> None:
-        ev = self._sent.pop(uid, None)
-        decided, final = self._decided.pop(uid, None), self._final.pop(uid, None)
-        if ev is None or decided is None or final is None:
+        ev, decided, fpass = self._sent.get(uid), self._decided.get(uid), self._pass.get(uid)
+        if ev is None or decided is None or fpass is None:
             return
+        self._done.add(uid)
+        self._sent.pop(uid)
+        self._decided.pop(uid)
+        self._pass.pop(uid)
         msg = ev.data.get("message") or {}
-        fp, speculative, t_handled, samples = final
+        fp, speculative, t_handled, samples = fpass
         speech_end = self.origin + decided.audio_t if self.origin is not None and decided.audio_t is not None \
             else None
         audio = None
         if self.audio is not None and msg.get("start") is not None:
             audio = np.asarray(self.audio[int(round(msg["start"] * SAMPLE_RATE)):int(round(msg["end"] * SAMPLE_RATE))])
         self.records.append(UtteranceRecord(
-            uid, samples / SAMPLE_RATE, decided.data.get("reason", ""), decided.t, t_handled, speech_end,
-            speculative, fp, self._pub.pop(uid, ev.t), ev.t, transcript=msg.get("transcript") or "",
+            uid, samples / SAMPLE_RATE, decided.data.get("reason", ""), decided.t, max(t_handled, decided.t),
+            speech_end, speculative, fp, self._pub.pop(uid, ev.t), ev.t, transcript=msg.get("transcript") or "",
             label=msg.get("label") or "", audio=audio))
 
 

@@ -273,25 +273,36 @@ def test_peer_text_finals_are_matched_by_words_including_a_merged_one():
     assert res[0].final_text == "I am so happy to see you" and res[0].first_partial_ms == 1500.0
 
 
-def test_pass_recorder_builds_utterance_records_from_events_including_a_speculative_final():
+def test_pass_recorder_builds_utterance_records_from_events_including_speculative_and_early_finals():
     from bench.instrument import PassRecorder
     from stream.events import Observers
 
-    rec = PassRecorder(None, audio=np.arange(16000 * 4, dtype=np.int16))
+    rec = PassRecorder(None, audio=np.arange(16000 * 8, dtype=np.int16))
     obs = Observers([rec])
     obs.emit("source_start", "s", t=10.03, audio_t=0.03)
+
+    def final(uid, t, start, end, text):
+        msg = {"partial": False, "start": start, "end": end, "transcript": text, "label": "neutral"}
+        obs.emit("published", "s", utterance_id=uid, t=t, topic="transcript", partial=False, message={})
+        obs.emit("published", "s", utterance_id=uid, t=t + 0.01, topic="emotion", partial=False, message=msg)
+
+    # utterance 0: the speculative pass ran during the hangover and is published once the VAD decided
     obs.emit("speech_start", "s", utterance_id=0, t=10.9, audio_t=0.9)
     obs.emit("pass_start", "s", utterance_id=0, t=12.0, audio_t=2.5, final=True, speculative=True, samples=28800)
     obs.emit("speech_end", "s", utterance_id=0, t=12.2, audio_t=2.1, reason="silence")
     obs.emit("pass_end", "s", utterance_id=0, t=12.5, audio_t=2.5, final=True, speculative=True, asr_ms=450.0,
              emotion_ms=30.0)
-    obs.emit("pass_start", "s", utterance_id=0, t=12.5, audio_t=2.5, final=True, speculative=False, samples=28800)
-    msg = {"partial": False, "start": 0.7, "end": 2.5, "transcript": "hello there", "label": "neutral"}
-    obs.emit("published", "s", utterance_id=0, t=12.51, topic="transcript", partial=False, message={})
-    obs.emit("published", "s", utterance_id=0, t=12.52, topic="emotion", partial=False, message=msg)
-    obs.emit("pass_end", "s", utterance_id=0, t=12.53, audio_t=2.5, final=True, speculative=False, asr_ms=0.0,
-             emotion_ms=0.0)
-    assert len(rec.records) == 1
+    final(0, 12.51, 0.7, 2.5, "hello there")
+    # utterance 1: an early final, published before the VAD's decision
+    obs.emit("pass_start", "s", utterance_id=1, t=15.0, audio_t=5.5, final=True, speculative=True, samples=16000)
+    obs.emit("pass_end", "s", utterance_id=1, t=15.3, audio_t=5.5, final=True, speculative=True, asr_ms=280.0,
+             emotion_ms=20.0)
+    final(1, 15.31, 4.5, 5.5, "good bye")
+    assert len(rec.records) == 1  # no decision yet for utterance 1
+    obs.emit("speech_end", "s", utterance_id=1, t=15.6, audio_t=5.2, reason="silence")
+    final(1, 16.0, 4.5, 5.5, "good bye now")  # a revision: the record keeps the first final
+    assert len(rec.records) == 2
+
     r = rec.records[0]
     assert r.speculative and r.reason == "silence" and r.transcript == "hello there"
     assert abs(r.t_speech_end - 12.1) < 1e-9 and r.t_decided == 12.2 and r.t_sent == 12.52
@@ -299,6 +310,9 @@ def test_pass_recorder_builds_utterance_records_from_events_including_a_speculat
     assert r.final_pass.costs["asr"].wall_ms == 450.0 and len(r.audio) == int(1.8 * 16000)
     row = r.row()
     assert row["speculative_rest_ms"] == 300.0 and abs(row["speech_end_to_emotion_ms"] - 420.0) < 0.01
+    early = rec.records[1]
+    assert early.transcript == "good bye" and early.speculative
+    assert early.row()["eos_to_emotion_ms"] < 0  # the final was there before the VAD decided
 
 
 MACHINE = {"cpu": "test cpu", "usable_cpus": 2, "physical_cores": 2, "ram_gb": 1.0, "platform": "x", "versions": {},
