@@ -65,6 +65,17 @@ def _overlaps(s: Said, u: TrueUtterance, slack_s: float = 0.05) -> bool:
         and s.end_s > u.start_s - slack_s
 
 
+def _piece_of(s: Said, u: TrueUtterance, slack_s: float = 0.5) -> bool:
+    """A committed piece belongs to the utterance when it overlaps it (word times are approximate:
+    `slack_s` either side) by at least half of the shorter of the two. A piece that starts at the end
+    of one utterance and carries the next one's words (a line that grew across a silence) belongs to
+    the next one only."""
+    if s.start_s is None or s.end_s is None:
+        return False
+    ov = min(s.end_s, u.end_s + slack_s) - max(s.start_s, u.start_s - slack_s)
+    return ov > 0 and ov >= 0.5 * min(max(s.end_s - s.start_s, 1e-3), u.end_s - u.start_s)
+
+
 def _covers(s: Said, u: TrueUtterance, utts: list[TrueUtterance], origin: float, min_match: float) -> bool:
     if s.start_s is not None:
         return _overlaps(s, u)
@@ -92,10 +103,10 @@ def match(utts: list[TrueUtterance], said: list[Said], origin: float, min_match:
     for u in utts:
         r = UtteranceResult(u.index, u.text, u.start_s, u.end_s)
         if finals == "last":
-            pieces = [s for s in fin if _overlaps(s, u, slack_s=0.5)]
+            pieces = [s for s in fin if _piece_of(s, u)]
             f = pieces[-1] if pieces else None
             text = " ".join(s.text.strip() for s in sorted(pieces, key=lambda s: s.start_s)) if pieces else None
-            merged = any(_overlaps(s, v, slack_s=0.5) for s in pieces for v in utts if v.index != u.index)
+            merged = any(_piece_of(s, v) for s in pieces for v in utts if v.index != u.index)
         else:
             f = next((s for s in fin if _covers(s, u, utts, origin, min_match)), None)
             text = f.text if f is not None else None
@@ -106,7 +117,7 @@ def match(utts: list[TrueUtterance], said: list[Said], origin: float, min_match:
             r.match = round(text_match(u.text, text or ""), 3)
         limit = f.t if f is not None else float("inf")
         p = next((s for s in partials if origin + u.start_s < s.t <= limit
-                  and (_overlaps(s, u, slack_s=0.5) if finals == "last" and s.final
+                  and (_piece_of(s, u) if finals == "last" and s.final
                        else _covers(s, u, utts, origin, min_match=0.01))), None)
         if p is not None:
             r.first_partial_ms = round((p.t - (origin + u.start_s)) * 1000, 1)

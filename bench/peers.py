@@ -213,6 +213,7 @@ def analyse(stream, run: DriverRun) -> dict:
     results = match(stream.utterances, said, origin, finals="last" if pieces else "first")
     out = summarize(results, done.get("cpu_s"), done.get("audio_s") or stream.duration_s)
     out["fed_late_blocks"] = done.get("fed_late_blocks")
+    out["events"] = run.events  # the peer's raw outputs, for checking the matching
     load = next((e for e in run.events if e.get("kind") == "ready"), {})
     out["load_s"] = load.get("load_s")
     return out
@@ -376,9 +377,9 @@ def markdown(rep: dict) -> str:
         else:
             lines.append(f"| {r['title']} | - | - | - | - | - | - | - | - | {r['status']} |")
     if rep["best_peer"]:
-        lines += ["", f"Best peer: {rep['best_peer']}; its final text arrives "
-                  f"{fmt(rep['ratio_best_peer_final_over_ours'], 2)}x later than our final emotion message "
-                  "(median, same run). A missed utterance never got a final covering it; a merged final covered two."]
+        lines += ["", f"Best peer: {rep['best_peer']}; its median true end -> final text over ours (true end -> final "
+                  f"emotion message), same run: {fmt(rep['ratio_best_peer_final_over_ours'], 2)}x (above 1: ours is "
+                  "sooner). A missed utterance never got a final covering it; a merged final covered two."]
     lines += ["", "How each peer was driven:", *[f"- {r['title']}: {r['how']}" for r in rep["peers"].values()]]
     if rep["notes"]:
         lines += ["", "Notes:", *[f"- {n}" for n in rep["notes"]]]

@@ -27,6 +27,10 @@ def seconds(text) -> float:
     return out
 
 
+def norm_words(text: str) -> list[str]:
+    return ["".join(c for c in w.lower() if c.isalnum() or c == "'") for w in text.split()]
+
+
 def main(job: dict) -> None:
     from whisperlivekit import AudioProcessor, TranscriptionEngine
 
@@ -65,8 +69,16 @@ async def stream(engine, AudioProcessor, pcm, tail_s: float) -> None:
                 if text == old_text:
                     continue
                 lines_seen[start] = (text, end)
-                if old_text and text.startswith(old_text):  # the line grew: the new words are the final piece
-                    emit("final", text=text[len(old_text):].strip(), start=old_end, end=end)
+                old_w, new_w = norm_words(old_text), text.split()
+                k = 0
+                while k < min(len(old_w), len(new_w)) and norm_words(new_w[k]) == [old_w[k]]:
+                    k += 1
+                if old_w and k >= len(old_w) - 2:  # the line grew (its last words may be re-punctuated)
+                    piece = " ".join(new_w[k:])
+                    if piece:
+                        # re-punctuated last words: about the last second of the old line
+                        emit("final", text=piece, start=old_end if k == len(old_w) else max(start, old_end - 1.0),
+                             end=end)
                 else:
                     emit("final", text=text, start=start, end=end)
             buf = (d.get("buffer_transcription") or "").strip()
