@@ -219,6 +219,20 @@ def analyse(stream, run: DriverRun) -> dict:
     return out
 
 
+def run_status(error: str | None, late_blocks: int | None, audio_s: float, block_s: float = 0.03) -> str:
+    """"ran", or what makes the numbers doubtful: the driver failed at the end, or the peer's process
+    could not even feed the audio on time (more than 5 % of the 30 ms blocks late: the machine was
+    overloaded, or the peer's feeding call blocked)."""
+    parts = ["ran"]
+    blocks = max(1, round(audio_s / block_s))
+    if late_blocks and late_blocks > 0.05 * blocks:
+        parts.append(f"but {late_blocks} of {blocks} audio blocks were fed late (overloaded machine or a blocking "
+                     "feed call): not a real-time result")
+    if error:
+        parts.append(f"then: {error}")
+    return ", ".join(parts)
+
+
 # ------------------------------------------------------------------------------------------ CLI
 
 
@@ -306,7 +320,7 @@ def run(args) -> int:
                         timeout_s=stream.duration_s + args.tail + 300, env=peer_env())
         try:
             res = analyse(stream, dr)
-            res["status"] = "ran" if dr.error is None else f"ran, then: {dr.error}"
+            res["status"] = run_status(dr.error, res.get("fed_late_blocks"), res["audio_s"])
             status[peer.name] = res
         except CannotRun as e:
             status[peer.name] = {"status": f"cannot run: {e}", "stderr_tail": dr.stderr_tail}

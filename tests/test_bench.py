@@ -431,3 +431,13 @@ def test_a_peer_run_is_measured_from_its_events(tmp_path):
     md = markdown(rep)
     assert "| WhisperLive 0.10.0 | - |" in md and "cannot run: install failed" in md
     assert "| RealtimeSTT 1.1.2 | 650 |" in md
+
+
+def test_a_peer_that_could_not_be_fed_in_real_time_is_flagged():
+    from bench.peers import run_status
+
+    assert run_status(None, 0, 72.0) == "ran"
+    assert run_status(None, 50, 72.0) == "ran"  # 50 of 2400 blocks: within 5 %
+    late = run_status(None, 1500, 72.0)
+    assert late.startswith("ran, but 1500 of 2400 audio blocks were fed late") and "not a real-time result" in late
+    assert run_status("IndexError: list index", 0, 72.0) == "ran, then: IndexError: list index"
