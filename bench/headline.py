@@ -90,6 +90,7 @@ def measure_ours(stack, stream, publisher, receiver, stream_id: str) -> dict:
     out["where_the_time_goes"] = vad_breakdown(results, events, stream_id, origin, received)
     out["final_text_ms"] = final_text_ms(receiver, stream_id, results, origin)
     out["dropped_audio_frames"] = run.dropped_audio_frames
+    out["wall_s"] = round(run.wall_s, 1)
     out.update({k: run.extra.get(k) for k in ("partials", "partials_skipped", "speculative_hits",
                                               "speculative_misses", "errors")})
     return out
@@ -108,7 +109,23 @@ def measure_baseline(naive, stream, vad_cfg, publisher, receiver, stream_id: str
     received = {rec.utterance_id: rec.t_received for rec in run.records if rec.t_received is not None}
     out["where_the_time_goes"] = vad_breakdown(results, events, stream_id, origin, received)
     out["dropped_audio_frames"] = run.dropped_audio_frames
+    out["wall_s"] = round(run.wall_s, 1)
     return out
+
+
+def realtime_notes(name: str, r: dict | None) -> list[str]:
+    """What makes a system's numbers not a real-time result: it lost audio, or it needed much longer than
+    the audio lasted (the machine could not keep up, or the system falls behind)."""
+    if r is None:
+        return []
+    notes = []
+    if r.get("dropped_audio_frames"):
+        notes.append(f"{name}: {r['dropped_audio_frames']} audio frames were dropped (it did not keep up with the "
+                     "paced source); utterances in them are missed")
+    if r.get("wall_s") and r["wall_s"] > r["audio_s"] * 1.2 + 10:
+        notes.append(f"{name}: took {r['wall_s']:.0f} s for {r['audio_s']:.0f} s of audio: not a real-time result "
+                     "(overloaded machine, or it falls behind)")
+    return notes
 
 
 class Session:
@@ -222,7 +239,7 @@ def build_report(args, machine, stream, ours_setup, base_setup, ours, base, note
         "systems": {"ours": ours, "baseline": base},
         "ratios": ratios,
         "targets": targets,
-        "notes": notes,
+        "notes": [*notes, *realtime_notes("this project", ours), *realtime_notes("naive baseline", base)],
     }
 
 

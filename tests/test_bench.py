@@ -441,3 +441,22 @@ def test_a_peer_that_could_not_be_fed_in_real_time_is_flagged():
     late = run_status(None, 1500, 72.0)
     assert late.startswith("ran, but 1500 of 2400 audio blocks were fed late") and "not a real-time result" in late
     assert run_status("IndexError: list index", 0, 72.0) == "ran, then: IndexError: list index"
+
+
+def test_a_run_that_could_not_keep_up_says_so_in_the_report(tmp_path):
+    from types import SimpleNamespace
+
+    from bench.headline import build_report, markdown
+    from bench.truth import GeneratedStream, TrueUtterance
+
+    stream = GeneratedStream(tmp_path / "t.wav", 60.0, [TrueUtterance(0, "a b", "espeak-ng:en", 1.0, 2.0)])
+    ours, base = _headline_summary(300.0, 10.0), _headline_summary(900.0, 5.0)
+    ours["wall_s"], base["wall_s"], base["dropped_audio_frames"] = 61.0, 250.0, 40
+    setup = {"asr_model": "tiny", "compute_type": "int8", "asr_device": "cpu", "emotion": "e", "vad_hangover_ms": 600,
+             "partial_every_s": 0.7, "speculative": True}
+    rep = build_report(SimpleNamespace(), MACHINE, stream, setup, {}, ours, base, [], 0.0)
+    assert rep["notes"] == ["naive baseline: 40 audio frames were dropped (it did not keep up with the paced source); "
+                            "utterances in them are missed",
+                            "naive baseline: took 250 s for 60 s of audio: not a real-time result (overloaded "
+                            "machine, or it falls behind)"]
+    assert "Notes:" in markdown(rep)
