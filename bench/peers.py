@@ -172,7 +172,8 @@ def run_driver(python: Path, driver: Path, job: dict, timeout_s: float, env: dic
         jp.write_text(json.dumps(job))
         err_path = Path(tmp) / "stderr.txt"
         with open(err_path, "w") as err:
-            proc = subprocess.Popen([str(python), str(driver), str(jp)], cwd=driver.parent, env=env,
+            # cwd: a scratch folder, since peers write logs where they run (RealtimeSTT: realtimesst.log)
+            proc = subprocess.Popen([str(python), str(driver), str(jp)], cwd=tmp, env=env,
                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, text=True)
             try:
                 out, _ = proc.communicate(timeout=timeout_s)
