@@ -1,4 +1,5 @@
-"""python -m bench <benchmark> [options]: each benchmark is a module with add_arguments(parser) and run(args)."""
+"""python -m bench [<benchmark>] [options]: each benchmark is a module with add_arguments(parser) and run(args).
+Without a benchmark name, the headline runs (true end of speech -> final emotion, ours vs the baseline)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ import sys
 
 # name -> (module, one-line help); a new benchmark is one more entry here
 BENCHMARKS = {
+    "headline": ("bench.headline", "the default: TRUE end of speech -> final emotion at a subscriber, ours vs the "
+                 "naive baseline, on a generated paced stream"),
+    "peers": ("bench.peers", "the same stream through RealtimeSTT, WhisperLive, whisper-streaming, WhisperLiveKit "
+              "(own venvs, offline, same model) vs ours"),
     "backends": ("bench.backends", "emotion backends side by side: torch eager vs onnxruntime (vs TensorRT)"),
     "pipeline": ("bench.pipeline", "end of speech -> final emotion: our run-time vs the naive pipeline, one file"),
     "scaling": ("bench.scaling", "latency and CPU vs utterance length (1-15 s) and concurrent streams (1, 2, 4)"),
@@ -23,7 +28,8 @@ GPU_ONLY = {"gpu"}  # `all` leaves these out: on a CPU machine they have nothing
 # options `all` passes on to every benchmark that has them
 SHARED = ("model", "out", "backend", "audio", "device", "repeat")
 
-ALL_HELP = "every benchmark in turn (backends, pipeline, scaling); one failing does not stop the others"
+ALL_HELP = ("every benchmark but peers in turn (headline, backends, pipeline, scaling); one failing does not stop "
+            "the others")
 
 
 def _add_all(sub) -> argparse.ArgumentParser:
@@ -61,7 +67,7 @@ def _run_one(name: str, module, args) -> int:
 def _run_all(args, parsers: dict, modules: dict) -> int:
     codes = {}
     for name, p in parsers.items():
-        if name in GPU_ONLY:
+        if name in GPU_ONLY or name == "peers":  # GPU-only, or installs GBs of other projects: on request
             continue
         argv = []
         for opt in SHARED:
@@ -84,9 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may download at run time
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no weight-loading bars between our lines
-    parser = argparse.ArgumentParser(prog="python -m bench", description="Benchmarks of the FDRL run-time. "
-                                     "Results go to ./bench-results/ (or --out) as JSON + markdown, with the "
-                                     "machine described.")
+    parser = argparse.ArgumentParser(prog="python -m bench", description="Benchmarks of the FDRL run-time. Without "
+                                     "a benchmark name the headline runs. Results go to ./bench-results/ (or --out) "
+                                     "as JSON + markdown, with the machine described.")
     sub = parser.add_subparsers(dest="benchmark", metavar="{" + ",".join([*BENCHMARKS, "all"]) + "}")
     modules, parsers = {}, {}
     for name, (module, help_text) in BENCHMARKS.items():
@@ -97,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         parsers[name] = argparse.ArgumentParser(prog=f"python -m bench {name}")
         modules[name].add_arguments(parsers[name])
     _add_all(sub)
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        argv = ["headline", *argv]  # the default benchmark
     args = parser.parse_args(argv)
     if args.benchmark is None:
         parser.print_help()

@@ -89,24 +89,34 @@ class NaiveStack:
 
 
 def run_naive_realtime(stack: NaiveStack, audio_path: Path, vad_cfg, publisher, receiver: Receiver,
-                       stream_id: str) -> RealtimeRun:
+                       stream_id: str, observers=()) -> RealtimeRun:
     """The naive loop over a file paced like a microphone: VAD frames in; at each end of speech,
-    transcribe + encode + classify + publish, in the same thread."""
+    transcribe + encode + classify + publish, in the same thread. It reports the same public events as
+    stream's pipeline (stream/events.py) to `observers`, so one analysis measures both."""
+    from stream.events import Observers
     from stream.messages import MessageFactory
     from stream.sources import FileSource
-    from stream.vad import Segmenter, SpeechEnd
+    from stream.vad import Segmenter, SpeechEnd, SpeechStart
 
     source = FileSource(audio_path, realtime=True, frame_ms=vad_cfg.frame_ms)
     seg = Segmenter(vad_cfg, grow_every_ms=None)
     msgs = MessageFactory(stream_id)
     records: list[UtteranceRecord] = []
-    clock = {"audio": 0.0, "t_source": None}
+    clock = {"audio": 0.0, "t_source": None, "origin": None}
+    events = Observers(list(observers))
 
     def handle(ev, t_decided: float) -> None:
         audio = ev.audio.astype(np.float32) / 32768.0
+        events.emit("speech_end", stream_id, utterance_id=ev.utt.id, t=t_decided,
+                    audio_t=ev.utt.last_voiced_end / SAMPLE_RATE, reason=ev.reason)
         t0 = time.monotonic()
+        events.emit("pass_start", stream_id, utterance_id=ev.utt.id, t=t0, audio_t=ev.end / SAMPLE_RATE, final=True,
+                    speculative=False, samples=len(ev.audio))
         costs, text, result = stack.process(audio)
         t1 = time.monotonic()
+        events.emit("pass_end", stream_id, utterance_id=ev.utt.id, t=t1, audio_t=ev.end / SAMPLE_RATE, final=True,
+                    speculative=False, asr_ms=costs["asr"].wall_ms,
+                    emotion_ms=costs["emotion"].wall_ms + costs["second_encoder"].wall_ms)
         msg = msgs.emotion(utterance_id=ev.utt.id, start=ev.utt.start / SAMPLE_RATE, end=ev.end / SAMPLE_RATE,
                            partial=False, revision=1, transcript=text, text_used=bool(text), text_dropped=None,
                            label=result.label, scores=result.probs, confidence=result.confidence,
@@ -115,6 +125,8 @@ def run_naive_realtime(stack: NaiveStack, audio_path: Path, vad_cfg, publisher, 
                            eos_to_publish_ms=(t1 - t_decided) * 1000, model="naive-baseline")
         publisher.send("emotion", msg)
         t_sent = time.monotonic()
+        events.emit("published", stream_id, utterance_id=ev.utt.id, t=t_sent, topic="emotion", partial=False,
+                    revision=1, message=msg)
         speech_end = clock["t_source"] + ev.utt.last_voiced_end / SAMPLE_RATE
         records.append(UtteranceRecord(ev.utt.id, len(ev.audio) / SAMPLE_RATE, ev.reason, t_decided, t0,
                                        speech_end, False, FinalPass(t0, t1, costs), t1, t_sent,
@@ -125,8 +137,16 @@ def run_naive_realtime(stack: NaiveStack, audio_path: Path, vad_cfg, publisher, 
         clock["t_source"] = time.monotonic()
         try:
             for frame in source.frames():
+                if clock["origin"] is None:
+                    t = time.monotonic()
+                    clock["origin"] = t - frame.end / SAMPLE_RATE
+                    events.emit("source_start", stream_id, t=t, audio_t=frame.end / SAMPLE_RATE, live=True,
+                                sample_rate=SAMPLE_RATE)
                 clock["audio"] = frame.end / SAMPLE_RATE
                 for ev in seg.push(frame.samples, frame.start):
+                    if isinstance(ev, SpeechStart):
+                        events.emit("speech_start", stream_id, utterance_id=ev.utt.id,
+                                    audio_t=ev.utt.onset / SAMPLE_RATE)
                     if isinstance(ev, SpeechEnd):
                         handle(ev, time.monotonic())
             for ev in seg.flush():
@@ -134,13 +154,14 @@ def run_naive_realtime(stack: NaiveStack, audio_path: Path, vad_cfg, publisher, 
                     handle(ev, time.monotonic())
         finally:
             source.close()
+            events.emit("source_end", stream_id, audio_t=clock["audio"], reason="end")
 
     with Clock() as c:
         pace(loop, source.duration, lambda: clock["audio"], f"baseline {stream_id}")
     attach_arrivals(records, receiver, stream_id)
     busy = sum((r.final_pass.end - r.final_pass.start) for r in records)
     return RealtimeRun("baseline", source.duration, c.cost.wall_ms / 1000, c.cost.cpu_ms / 1000, records,
-                       dropped_audio_frames=source.dropped_frames, busy_s=busy)
+                       dropped_audio_frames=source.dropped_frames, busy_s=busy, origin=clock["origin"])
 
 
 def torch_default_threads() -> int | None:

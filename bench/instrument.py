@@ -3,9 +3,9 @@
 `OurStack` is what `python -m stream.run` loads (Recognizer + EmotionStage + Publisher). Its Whisper
 frontend and emotion backend get thin proxies that time the calls the run-time already makes, so the
 split into encoder / decode / text encoder / FDRL comes from the real run, not a re-implementation.
-`MeasuredPipeline` is stream.pipeline.Pipeline with per-utterance stamps: when the VAD decided the
-utterance ended, when the final pass ran (possibly speculatively, before that decision), when
-publishing started, and when a subscriber received the final emotion message.
+`PassRecorder` listens to the pipeline's public events (stream/events.py) for per-utterance stamps: when
+the VAD decided the utterance ended, when the final pass ran (possibly speculatively, before that
+decision), when publishing started; `attach_arrivals` adds when a subscriber received the final emotion.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from bench.common import Clock, Cost, Receiver, summary
 from bench.machine import HardwarePath
 from fdrl_core.audio import SAMPLE_RATE
 from stream.pipeline import Pipeline
-from stream.vad import SpeechEnd, SpeechPause
 
 
 class Sink:
@@ -263,71 +262,84 @@ class UtteranceRecord:
         return row
 
 
-class MeasuredPipeline(Pipeline):
-    """stream's Pipeline plus per-utterance stamps; the work itself is the parent's, unchanged."""
+class PassRecorder:
+    """An Observer (stream/events.py) that turns the pipeline's events into per-utterance records.
 
-    def __init__(self, stack: OurStack, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    The pipeline says when the VAD decided, when each pass started and ended (with its ASR and emotion
+    time) and when each message left; the stack's proxies (TimedMethods / EmotionProbe) split a final
+    pass into encoder / decode / text encoder / FDRL. Observers run on the pipeline's threads in order,
+    so a final pass's proxy costs are exactly those between its pass_start and pass_end.
+
+    A final is published after its final pass (no pass events when the speculative pass done during the
+    hangover is used), and with early finals even before the VAD's end-of-speech decision; a record is
+    made once an utterance has both its first final emotion message and its decision."""
+
+    def __init__(self, stack: OurStack | None, audio: np.ndarray | None = None):
         self.stack = stack
+        self.audio = audio  # the file's samples: each record keeps its utterance's audio (for cost passes)
+        self.origin: float | None = None
         self.records: list[UtteranceRecord] = []
-        self._pass: FinalPass | None = None
-        self._spec: tuple[tuple[int, int], FinalPass] | None = None
+        self._decided: dict[int, object] = {}
+        self._cur: dict[int, tuple] = {}
+        self._pass: dict[int, tuple[FinalPass, bool, float, int]] = {}  # last final pass: fp, speculative, ...
         self._pub: dict[int, float] = {}
-        self._sent: dict[int, tuple[float, str, str]] = {}
+        self._sent: dict[int, object] = {}
+        self._done: set[int] = set()
 
-    def _handle(self, ev, t_decided: float) -> None:
-        t_handled = time.monotonic()
-        final = isinstance(ev, (SpeechPause, SpeechEnd))
-        self._pass = FinalPass(start=t_handled) if final else None
-        hit = (isinstance(ev, SpeechEnd) and self.spec is not None and self.spec[:2] == (ev.utt.id, ev.end)
-               and self._spec is not None and self._spec[0] == (ev.utt.id, ev.end))
-        super()._handle(ev, t_decided)
-        if isinstance(ev, SpeechPause):
-            self._pass.end = self._pass.end or time.monotonic()
-            self._spec = ((ev.utt.id, ev.end), self._pass) if self.spec is not None else None
-        elif isinstance(ev, SpeechEnd):
-            fp = self._spec[1] if hit else self._pass
-            self._spec = None
-            if ev.utt.id in self._sent:
-                t_sent, text, label = self._sent.pop(ev.utt.id)
-                speech_end = (self.t_source + ev.utt.last_voiced_end / SAMPLE_RATE) if self.t_source else None
-                self.records.append(UtteranceRecord(
-                    ev.utt.id, len(ev.audio) / SAMPLE_RATE, ev.reason, t_decided, t_handled, speech_end, hit, fp,
-                    self._pub.pop(ev.utt.id, t_sent), t_sent, transcript=text, label=label,
-                    audio=np.asarray(ev.audio)))
-        self._pass = None
+    def __call__(self, ev) -> None:
+        kind, uid = ev.kind, ev.utterance_id
+        if kind == "source_start":
+            self.origin = ev.t - (ev.audio_t or 0.0)
+        elif kind == "speech_end":
+            self._decided[uid] = ev
+            self._record(uid)
+        elif kind == "pass_start" and ev.data.get("final"):
+            if self.stack is not None:
+                self.stack.encode_sink.reset()
+                self.stack.probe.sink.reset()
+            self._cur[uid] = (ev, FinalPass(start=ev.t), time.process_time())
+        elif kind == "pass_end" and ev.data.get("final") and uid in self._cur:
+            self._pass_end(ev)
+        elif kind == "published" and not ev.data.get("partial") and uid not in self._done:
+            if ev.data.get("topic") == "transcript":
+                self._pub.setdefault(uid, ev.t)
+            elif ev.data.get("topic") == "emotion":
+                self._sent.setdefault(uid, ev)
+                self._record(uid)
 
-    def _transcribe(self, audio, final: bool):
-        if not (final and self._pass is not None):
-            return super()._transcribe(audio, final)
-        self.stack.encode_sink.reset()
-        with Clock() as c:
-            hyp = super()._transcribe(audio, final)
-        enc = self.stack.encode_sink.take().get("encode", Cost())
-        self._pass.costs.update(asr=c.cost, encoder=enc, decode=Cost(c.cost.wall_ms - enc.wall_ms,
-                                                                     c.cost.cpu_ms - enc.cpu_ms))
-        return hyp
+    def _pass_end(self, ev) -> None:
+        uid = ev.utterance_id
+        start, fp, cpu0 = self._cur.pop(uid)
+        fp.end = ev.t
+        cpu_ms = (time.process_time() - cpu0) * 1000
+        asr_ms, emo_ms = float(ev.data.get("asr_ms") or 0.0), float(ev.data.get("emotion_ms") or 0.0)
+        enc = self.stack.encode_sink.take().get("encode", Cost()) if self.stack else Cost()
+        parts = self.stack.probe.sink.take() if self.stack else {}
+        emo_cpu = sum(c.cpu_ms for c in parts.values())  # the emotion stage's timed pieces
+        asr = Cost(asr_ms, max(0.0, cpu_ms - emo_cpu))
+        fp.costs = {"asr": asr, "encoder": enc, "decode": Cost(asr.wall_ms - enc.wall_ms, asr.cpu_ms - enc.cpu_ms),
+                    "emotion": Cost(emo_ms, emo_cpu), **parts}
+        self._pass[uid] = (fp, bool(ev.data.get("speculative")), start.t, start.data.get("samples", 0))
 
-    def _classify(self, hyp):
-        if self._pass is None:
-            return super()._classify(hyp)
-        self.stack.probe.sink.reset()
-        with Clock() as c:
-            out = super()._classify(hyp)
-        self._pass.costs["emotion"] = c.cost
-        self._pass.costs.update(self.stack.probe.sink.take())
-        self._pass.end = time.monotonic()
-        return out
-
-    def _publish_transcript(self, utt, end, hyp, partial, revision):
-        if not partial:
-            self._pub[utt.id] = time.monotonic()
-        return super()._publish_transcript(utt, end, hyp, partial, revision)
-
-    def _publish_emotion(self, utt, end, hyp, result, emo_ms, partial, revision, t_decided):
-        super()._publish_emotion(utt, end, hyp, result, emo_ms, partial, revision, t_decided)
-        if not partial:
-            self._sent[utt.id] = (time.monotonic(), hyp.text, result.label)
+    def _record(self, uid: int) -> None:
+        ev, decided, fpass = self._sent.get(uid), self._decided.get(uid), self._pass.get(uid)
+        if ev is None or decided is None or fpass is None:
+            return
+        self._done.add(uid)
+        self._sent.pop(uid)
+        self._decided.pop(uid)
+        self._pass.pop(uid)
+        msg = ev.data.get("message") or {}
+        fp, speculative, t_handled, samples = fpass
+        speech_end = self.origin + decided.audio_t if self.origin is not None and decided.audio_t is not None \
+            else None
+        audio = None
+        if self.audio is not None and msg.get("start") is not None:
+            audio = np.asarray(self.audio[int(round(msg["start"] * SAMPLE_RATE)):int(round(msg["end"] * SAMPLE_RATE))])
+        self.records.append(UtteranceRecord(
+            uid, samples / SAMPLE_RATE, decided.data.get("reason", ""), decided.t, max(t_handled, decided.t),
+            speech_end, speculative, fp, self._pub.pop(uid, ev.t), ev.t, transcript=msg.get("transcript") or "",
+            label=msg.get("label") or "", audio=audio))
 
 
 @dataclass
@@ -341,6 +353,7 @@ class RealtimeRun:
     dropped_audio_frames: int = 0
     busy_s: float | None = None  # ASR + emotion compute (the run-time's own RTF numerator)
     extra: dict = field(default_factory=dict)
+    origin: float | None = None  # time.monotonic() of audio sample 0 (paced audio)
 
 
 def pace(run_fn, total_s: float, progress_fn, desc: str):
@@ -369,26 +382,30 @@ def pace(run_fn, total_s: float, progress_fn, desc: str):
 
 
 def run_ours_realtime(stack: OurStack, audio_path: Path, publisher, receiver: Receiver, stream_id: str,
-                      vad=None) -> RealtimeRun:
+                      vad=None, observers=()) -> RealtimeRun:
     """Replay `audio_path` paced like a microphone through stream's pipeline (live mode: segmenter and
-    recogniser threads, partials, speculative final pass), exactly as `stream.run --file --realtime`."""
+    recogniser threads, partials, speculative final pass), exactly as `stream.run --file --realtime`,
+    measured through the pipeline's public observer events (plus any extra `observers`)."""
     from dataclasses import replace
 
+    from fdrl_core.audio import to_int16
     from stream.sources import FileSource
 
     cfg = replace(stack.cfg, stream_id=stream_id, print_lines=False, vad=vad or stack.cfg.vad)
     source = FileSource(audio_path, realtime=True, frame_ms=cfg.vad.frame_ms, queue_seconds=cfg.queue_seconds)
-    pipe = MeasuredPipeline(stack, cfg, source, stack.recognizer, stack.emotion, publisher,
-                            out=io.StringIO(), log=sys.stderr)
+    recorder = PassRecorder(stack, to_int16(source.audio))
+    pipe = Pipeline(cfg, source, stack.recognizer, stack.emotion, publisher, out=io.StringIO(), log=sys.stderr,
+                    observers=[recorder, *observers])
     with TorchThreads(stack.torch_threads):
         with Clock() as c:
             pace(pipe.run, source.duration, lambda: pipe.stats.audio_s, f"ours {stream_id}")
-    attach_arrivals(pipe.records, receiver, stream_id)
-    return RealtimeRun("ours", source.duration, c.cost.wall_ms / 1000, c.cost.cpu_ms / 1000, pipe.records,
+    attach_arrivals(recorder.records, receiver, stream_id)
+    return RealtimeRun("ours", source.duration, c.cost.wall_ms / 1000, c.cost.cpu_ms / 1000, recorder.records,
                        dropped_audio_frames=source.dropped_frames, busy_s=pipe.stats.busy_s,
                        extra={"partials": pipe.stats.partials, "partials_skipped": pipe.stats.partials_skipped,
                               "speculative_hits": pipe.stats.speculative_hits,
-                              "speculative_misses": pipe.stats.speculative_misses, "errors": pipe.stats.errors})
+                              "speculative_misses": pipe.stats.speculative_misses, "errors": pipe.stats.errors},
+                       origin=recorder.origin)
 
 
 def attach_arrivals(records: list[UtteranceRecord], receiver: Receiver, stream_id: str) -> None:
