@@ -21,7 +21,7 @@ import numpy as np
 from fdrl_core.audio import SAMPLE_RATE
 from stream.config import PipelineConfig
 from stream.messages import MessageFactory, format_line
-from stream.sources import AudioSource, SourceError
+from stream.sources import AudioSource, SourceError, stop_source
 from stream.tegrastats import snapshot as device_snapshot
 from stream.vad import Segmenter, SpeechDiscard, SpeechEnd, SpeechGrow, SpeechPause, SpeechStart
 
@@ -127,6 +127,7 @@ class Pipeline:
         self.spec = None  # (utterance id, end sample, Hypothesis, EmotionResult, emotion_ms)
         self.tegra = device_snapshot  # Jetson telemetry; returns None elsewhere
         self.source_error: str | None = None
+        self.source_hung = False  # the source's stop()/close() did not return in time and was abandoned
         self.status_lock = threading.Lock()
 
     # ------------------------------------------------------------ control
@@ -134,7 +135,8 @@ class Pipeline:
     def request_stop(self) -> None:
         """Ctrl-C / SIGTERM: stop capturing; what was captured is still processed and published."""
         self.stop_requested.set()
-        self.source.stop()
+        if not stop_source(self.source, "stop"):  # a frozen driver must not keep us from finishing
+            self.source_hung = True
 
     def run(self) -> int:
         """Returns 0 when the input ended or a stop was requested, 1 when the source failed."""
@@ -160,13 +162,16 @@ class Pipeline:
                 worker.join()
             self.done.set()
             hb.join(timeout=2 * self.cfg.heartbeat_s)
-            self.source.close()
+            if not self.source_hung and not stop_source(self.source, "close"):
+                self.source_hung = True
             self._status("stop")
         return 1 if self.source_error else 0
 
     def _segment(self) -> None:
         seg = self.segmenter
         for frame in self.source.frames():
+            if self.source_hung:  # stop() was abandoned: the source may never end by itself
+                break
             self.stats.audio_samples = frame.end
             for ev in seg.push(frame.samples, frame.start):
                 self._dispatch(ev)
@@ -296,13 +301,15 @@ class Pipeline:
 
     def _error(self, utterance_id: int | None, stage: str, message: str) -> None:
         self.stats.errors += 1
-        print(f"stream: utterance {utterance_id} failed in {stage}: {message}" if utterance_id is not None
-              else f"stream: {message}", file=self.log, flush=True)
+        if stage != "source":  # a source failure ends the run; the caller reports it once, last
+            print(f"stream: utterance {utterance_id} failed in {stage}: {message}" if utterance_id is not None
+                  else f"stream: {message}", file=self.log, flush=True)
         self._status("error", error={"utterance_id": utterance_id, "stage": stage, "message": message[:500]})
 
     def counters(self) -> dict:
         return {"utterances": self.stats.utterances, "partials": self.stats.partials,
                 "discarded": self.stats.discarded, "dropped_audio_frames": self.source.dropped_frames,
+                "dropped_blocks": self.source.dropped_blocks, "input_overflows": self.source.overflows,
                 "queue_depth": self.source.queue_depth(), "pending_work": len(self.work) if self.work else 0,
                 "errors": self.stats.errors,
                 "messages_sent": self.publisher.sent, "send_failures": self.publisher.failures}
@@ -321,7 +328,8 @@ class Pipeline:
         self._send("status", self.msgs.status(
             kind=kind, source=self.source.describe(), audio_time=self.stats.audio_s,
             uptime_s=time.monotonic() - self.t_start, counters=self.counters(), rtf=self.stats.rtf,
-            rss_mb=rss_mb(), latency_ms=self.stats.latency(), error=error, device=device or None))
+            rss_mb=rss_mb(), latency_ms=self.stats.latency(), error=error, device=device or None,
+            endpoint=getattr(self.publisher, "endpoint", None), curve=getattr(self.publisher, "curve", None)))
 
     def _heartbeat(self) -> None:
         while not self.done.wait(self.cfg.heartbeat_s):

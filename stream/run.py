@@ -12,13 +12,17 @@ import argparse
 import os
 import signal
 import sys
+import threading
 import time
 
+from fdrl_core.cli import EXIT_FAILURE, InputError, add_debug_flag, debug_requested, first_line, run_main
 from stream.asr import AsrConfig
 from stream.config import PipelineConfig
 from stream.emotion import EmotionConfig
 from stream.publisher import DEFAULT_ENDPOINT
 from stream.vad import VadConfig
+
+STOP_TIMEOUT_S = 4.5  # Ctrl-C/SIGTERM -> exit, whatever the audio driver or a pass in flight does
 
 EPILOG = """examples:
   python -m stream.run --demo                      # bundled recording, prints one line per utterance
@@ -28,8 +32,13 @@ EPILOG = """examples:
   python -m stream.subscribe                       # in another terminal: watch the messages
 
 messages: topics 'emotion', 'transcript', 'status' as multipart [topic, json]; the contract is
-stream/schema/*.json. Exit status: 0 done or stopped, 1 the audio source failed, 2 bad arguments or
-setup (no microphone, unreadable file, missing model, endpoint in use)."""
+stream/schema/*.json. Beyond loopback, use CURVE (python -m stream.keys; --curve-secret) or say
+--insecure-bind-any.
+
+exit status: 0 done or stopped (Ctrl-C/SIGTERM publish the utterance in flight and end within
+--stop-timeout seconds, whatever the audio driver does), 1 the run failed (the audio source stopped
+delivering, an unexpected error), 2 a usage or input error (bad argument, no microphone, unreadable
+file, bad model folder, endpoint malformed or in use). Errors are one line; --debug adds the traceback."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,7 +98,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="longer speech is split (default: %(default)s)")
 
     pub = ap.add_argument_group("publishing and output")
-    pub.add_argument("--endpoint", default=DEFAULT_ENDPOINT, help="ZeroMQ PUB bind address (default: %(default)s)")
+    pub.add_argument("--endpoint", default=DEFAULT_ENDPOINT,
+                     help="ZeroMQ bind address, tcp://HOST:PORT (PORT * = any free port; the bound address is "
+                          "printed and in the status messages) or ipc://PATH (default: %(default)s)")
+    pub.add_argument("--curve-secret", metavar="FILE",
+                     help="encrypt with CURVE using this server secret key (python -m stream.keys makes one); "
+                          "subscribers then need the matching public key")
+    pub.add_argument("--curve-clients", metavar="DIR",
+                     help="with --curve-secret: only subscribers whose public key (*.key) is in DIR may connect")
+    pub.add_argument("--insecure-bind-any", action="store_true",
+                     help="allow a non-loopback --endpoint without CURVE (anyone who reaches the port can "
+                          "subscribe; only on a trusted, firewalled network)")
     pub.add_argument("--stream-id", help="stream id in every message (default: host-pid-random)")
     pub.add_argument("--heartbeat", type=float, default=1.0, metavar="S", help="status interval (default: %(default)s)")
     pr = pub.add_mutually_exclusive_group()
@@ -97,7 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="print one line per utterance (default on for --file/--demo)")
     pr.add_argument("--no-print", dest="print_lines", action="store_false")
     pub.add_argument("--print-partials", action="store_true", help="with --print: also partial transcripts/emotions")
-    pub.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    pub.add_argument("--stop-timeout", type=float, default=STOP_TIMEOUT_S, metavar="S",
+                     help="after Ctrl-C/SIGTERM, finish the utterance in flight for at most S seconds, then exit "
+                          "regardless (default: %(default)s)")
+    add_debug_flag(pub)
     return ap
 
 
@@ -117,15 +139,11 @@ def config_from_args(args) -> PipelineConfig:
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
+    """Setup errors that are the user's input (model folders, files, devices, endpoints): exit 2."""
     from fdrl_core.assets import AssetError
-    from fdrl_core.audio import AudioError
-    from fdrl_core.checkpoint import CheckpointError
     from stream.emotion import ModelMissing
-    from stream.publisher import PublisherError
-    from stream.sources import SourceError
 
-    errors: list[type[BaseException]] = [AssetError, AudioError, CheckpointError, ModelMissing, PublisherError,
-                                         SourceError, ValueError, RuntimeError]
+    errors: list[type[BaseException]] = [AssetError, ModelMissing]
     try:
         from stream.backends import BackendError
 
@@ -135,56 +153,128 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def run(args) -> int:
+def _check_args(args) -> None:
+    if args.loop < 1:
+        raise InputError(f"--loop must be >= 1, not {args.loop}")
+    if args.stop_timeout <= 0:
+        raise InputError("--stop-timeout must be > 0")
+    if args.device is not None and not args.mic:
+        raise InputError("--device only applies to --mic")
+    if args.realtime and args.mic:
+        raise InputError("--realtime only applies to --file/--demo (a microphone is always real time)")
+    if args.beam_size < 1:
+        raise InputError("--beam-size must be >= 1")
+    if args.partial_every < 0:
+        raise InputError("--partial-every must be >= 0")
+
+
+def _load(what: str, fn):
+    """Model loading: a library's ValueError/RuntimeError about the folder or settings the user chose is
+    an input error naming the model, not a crash."""
+    try:
+        return fn()
+    except (InputError, *_expected_errors()):
+        raise
+    except (ValueError, RuntimeError, OSError) as e:
+        raise InputError(f"cannot load the {what}: {first_line(e)}") from e
+
+
+def run(args, state: dict) -> int:
     from stream.emotion import resolve_model
-    from stream.sources import list_devices, open_source
+    from stream.publisher import Security
+    from stream.sources import list_devices, open_source, stop_source
 
     if args.list_devices:
         print(list_devices())
         return 0
-    cfg = config_from_args(args).validate()
+    _check_args(args)
+    try:
+        cfg = config_from_args(args).validate()
+    except ValueError as e:
+        raise InputError(str(e)) from e
     kind = "mic" if args.mic else "file" if args.file else "demo"
+    if kind == "file" and not args.file.strip():
+        raise InputError("--file needs a path")
     source = open_source(kind, path=args.file, device=args.device, realtime=args.realtime, loop=args.loop,
                          frame_ms=cfg.vad.frame_ms, queue_seconds=cfg.queue_seconds)
+    state["source"] = source
+    for w in source.warnings:
+        log(f"stream.run: warning: {w}")
     resolve_model(cfg.emotion.model)  # fail before the slow part
 
     from stream.publisher import Publisher
 
-    publisher = Publisher(cfg.endpoint, sndhwm=cfg.sndhwm)  # bound early: subscribers connect while we load
+    security = Security(secret_key_file=args.curve_secret, client_keys_dir=args.curve_clients,
+                        allow_insecure=args.insecure_bind_any)
+    publisher = Publisher(cfg.endpoint, sndhwm=cfg.sndhwm, security=security)  # subscribers connect while we load
+    state["publisher"] = publisher
+    shown = len(source.warnings)
     try:
-        log(f"publishing on {cfg.endpoint}; source: {source.describe()}")
+        how = ("CURVE, " + ("clients from " + args.curve_clients if args.curve_clients else "any client key")
+               if publisher.curve else "plaintext")
+        log(f"publishing on {publisher.endpoint} ({how}); source: {source.describe()}")
+        if not publisher.loopback:
+            log(f"stream.run: warning: {publisher.endpoint} is reachable from other machines"
+                + ("" if publisher.curve else ": anyone who reaches it can subscribe (firewall it)"))
         t0 = time.monotonic()
         from stream.asr import Recognizer
         from stream.emotion import EmotionStage
         from stream.pipeline import Pipeline
 
-        recognizer = Recognizer(cfg.asr)
-        emotion = EmotionStage(cfg.emotion)
+        name = args.asr_model or "tiny.en (bundled)"
+        recognizer = _load(f"Whisper model {name}", lambda: Recognizer(cfg.asr))
+        emotion = _load(f"emotion model {args.model or ''}".rstrip(), lambda: EmotionStage(cfg.emotion))
         log(f"models loaded in {time.monotonic() - t0:.1f} s: whisper {recognizer.model_name} "
             f"({cfg.asr.compute_type}), emotion {emotion.name}")
         pipeline = Pipeline(cfg, source, recognizer, emotion, publisher)
-        _install_signals(pipeline)
+        state["pipeline"] = pipeline
+        _install_signals(pipeline, args.stop_timeout)
         t1 = time.monotonic()
         code = pipeline.run()
         log(pipeline.summary(time.monotonic() - t1))
+        for w in source.warnings[shown:]:
+            log(f"stream.run: warning: {w}")
         if pipeline.source_error:
             log(f"stream.run: {pipeline.source_error}")
         return code
     finally:
-        source.close()
+        if not getattr(state.get("pipeline"), "source_hung", False):
+            stop_source(source, "close")
         publisher.close()
 
 
-def _install_signals(pipeline) -> None:
+def _install_signals(pipeline, stop_timeout: float) -> None:
+    """First Ctrl-C/SIGTERM: stop capturing, finish and publish the utterance in flight; a watchdog
+    ends the process after `stop_timeout` s whatever is still running. Second: leave at once."""
+
+    def watchdog():
+        if pipeline.done.wait(stop_timeout):
+            return
+        log(f"stream.run: not finished {stop_timeout:g} s after the stop request "
+            "(audio driver or a pass stuck); exiting now")
+        hard_exit(EXIT_FAILURE)
+
     def handler(signum, frame):
         if pipeline.stop_requested.is_set():  # second Ctrl-C: leave now
             log("stream.run: interrupted again, exiting without finishing")
-            os._exit(130)
+            hard_exit(130)
         log(f"stream.run: {signal.Signals(signum).name}: finishing the utterance in flight (again to abort)")
-        pipeline.request_stop()
+        threading.Thread(target=watchdog, name="stop-watchdog", daemon=True).start()
+        pipeline.request_stop()  # bounded: a frozen driver is abandoned after a deadline
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
+
+
+def hard_exit(code: int) -> None:
+    """Exit without running atexit handlers or joining threads: used when the audio driver is stuck
+    (PortAudio's own exit handler would wait on it forever)."""
+    for f in (sys.stdout, sys.stderr):
+        try:
+            f.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def log(msg: str) -> None:
@@ -204,22 +294,21 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may download at run time
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no weight-loading bars between our lines
     signal.signal(signal.SIGTERM, _stop_during_setup)  # the pipeline installs its own once it runs
-    try:
-        return run(args)
-    except _StopBeforeStart:
-        log("stream.run: stopped before the stream started")
-        return 0
-    except _expected_errors() as e:
-        log(f"stream.run: {e}")
-        return 2
-    except KeyboardInterrupt:  # before the pipeline's own handler is installed
-        log("stream.run: interrupted")
-        return 130
-    except Exception as e:
-        if args.debug:
-            raise
-        log(f"stream.run: unexpected error: {type(e).__name__}: {e} (--debug shows the traceback)")
-        return 3
+    state: dict = {}
+
+    def body() -> int:
+        try:
+            return run(args, state)
+        except _StopBeforeStart:
+            log("stream.run: stopped before the stream started")
+            return 0
+
+    code = run_main("stream.run", body, debug=debug_requested(args), input_errors=_expected_errors())
+    from stream.sources import driver_hung
+
+    if driver_hung.is_set():  # the driver was abandoned mid-call: PortAudio's exit handler would hang
+        hard_exit(code)
+    return code
 
 
 if __name__ == "__main__":
