@@ -7,8 +7,11 @@ Sends are NOBLOCK; anything the socket still refuses is counted in `failures`.
 Inbound: a client can only send subscriptions, and those are limited. Every inbound message is capped at
 MAX_INBOUND_BYTES (ZMQ_MAXMSGSIZE: a peer that sends more, or announces more in a frame header, is
 disconnected before anything is allocated), and the socket is an XPUB in manual mode: a subscription
-is applied only when it is a prefix of one of our topics, so the subscription table holds at most a
-few dozen short entries per client.
+is applied only when it is a prefix of one of our topics. libzmq still keeps a record of every
+subscription a client sent until it disconnects, so a client that keeps sending subscriptions that
+match no topic (no honest client does) gets every connection dropped: the socket is re-created on the
+same address after MAX_FOREIGN_SUBSCRIPTIONS of them. Honest subscribers reconnect by themselves
+(ZeroMQ does) and see the gap in `seq`.
 
 Addresses: the endpoint is checked (scheme, host, port range) before binding, the address actually
 bound is read back (`tcp://...:*` picks a free port), and binding beyond loopback needs either CURVE
@@ -21,6 +24,7 @@ import errno
 import ipaddress
 import re
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +32,13 @@ from fdrl_core.cli import InputError
 from stream.messages import TOPICS, encode
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
-MAX_INBOUND_BYTES = 1024  # subscriptions are a byte + a topic name; CURVE handshake commands fit too
+# Inbound message cap. Subscriptions are a byte + a topic name; the handshake passes through the same
+# limit: NULL's READY command is ~40 B, CURVE's INITIATE ~300 B.
+MAX_INBOUND_BYTES = 128
+MAX_INBOUND_BYTES_CURVE = 512
+# libzmq records every subscription a client sends (even ones we do not apply) until that client leaves;
+# a client that sends this many subscriptions matching no topic is cut off by re-creating the socket
+MAX_FOREIGN_SUBSCRIPTIONS = 200
 SCHEMES = ("tcp", "ipc")
 ALLOWED_SUBSCRIPTIONS = frozenset(t.encode()[:i] for t in TOPICS for i in range(len(t) + 1))
 
@@ -155,16 +165,9 @@ class Publisher:
             self.auth = ThreadAuthenticator(self.ctx)
             self.auth.start()
             self.auth.configure_curve(domain="*", location=str(clients_dir))
-        self.sock = self.ctx.socket(zmq.XPUB)
-        self.sock.setsockopt(zmq.SNDHWM, sndhwm)
-        self.sock.setsockopt(zmq.LINGER, linger_ms)  # at exit, give queued messages this long to leave
-        self.sock.setsockopt(zmq.MAXMSGSIZE, MAX_INBOUND_BYTES)
-        self.sock.setsockopt(zmq.RCVHWM, 100)
-        self.sock.setsockopt(zmq.XPUB_MANUAL, 1)  # we decide which subscriptions are applied
-        if keys is not None:
-            self.sock.setsockopt(zmq.CURVE_SERVER, 1)
-            self.sock.setsockopt(zmq.CURVE_SECRETKEY, keys[1])
-            self.sock.setsockopt(zmq.CURVE_PUBLICKEY, keys[0])
+        self.sndhwm, self.linger_ms, self.keys = sndhwm, linger_ms, keys
+        self._subs_stop = threading.Event()
+        self.sock = self._socket()
         try:
             self.sock.bind(endpoint)
         except zmq.ZMQError as e:
@@ -179,10 +182,44 @@ class Publisher:
         self.sent = 0
         self.failures = 0
         self.rejected_subscriptions = 0
+        self.resets = 0  # times the socket was re-created to cut off a client flooding subscriptions
+        self._foreign = 0
         self.closed = False
-        self._subs_stop = threading.Event()
         self._subs = threading.Thread(target=self._serve_subscriptions, name="subscriptions", daemon=True)
         self._subs.start()
+
+    def _socket(self):
+        zmq = self.zmq
+        sock = self.ctx.socket(zmq.XPUB)
+        sock.setsockopt(zmq.SNDHWM, self.sndhwm)
+        sock.setsockopt(zmq.LINGER, self.linger_ms)  # at exit, give queued messages this long to leave
+        sock.setsockopt(zmq.MAXMSGSIZE, MAX_INBOUND_BYTES_CURVE if self.keys is not None else MAX_INBOUND_BYTES)
+        # few inbound messages in flight, so libzmq cannot take in many more subscriptions than we have seen
+        sock.setsockopt(zmq.RCVHWM, 10)
+        sock.setsockopt(zmq.XPUB_MANUAL, 1)  # we decide which subscriptions are applied
+        if self.keys is not None:
+            sock.setsockopt(zmq.CURVE_SERVER, 1)
+            sock.setsockopt(zmq.CURVE_SECRETKEY, self.keys[1])
+            sock.setsockopt(zmq.CURVE_PUBLICKEY, self.keys[0])
+        return sock
+
+    def _reset(self) -> None:
+        """Drop every connection (and what libzmq recorded for them) by re-creating the socket on the same
+        address. Called with the lock held."""
+        zmq = self.zmq
+        self.sock.close(0)
+        self.resets += 1
+        self._foreign = 0
+        for _ in range(100):  # the old listener is closed asynchronously by libzmq's I/O thread
+            sock = self._socket()
+            try:
+                sock.bind(self.endpoint)
+                self.sock = sock
+                return
+            except zmq.ZMQError:
+                sock.close(0)
+                time.sleep(0.02)
+        self.closed = True  # the address could not be had back: publish nothing rather than crash
 
     @property
     def curve(self) -> bool:
@@ -213,6 +250,10 @@ class Publisher:
                     topic = msg[1:]
                     if topic not in ALLOWED_SUBSCRIPTIONS:
                         self.rejected_subscriptions += 1
+                        self._foreign += 1
+                        if self._foreign >= MAX_FOREIGN_SUBSCRIPTIONS:
+                            self._reset()
+                            break
                         continue
                     self.sock.setsockopt(zmq.SUBSCRIBE if msg[0] == 1 else zmq.UNSUBSCRIBE, topic)
 
