@@ -21,7 +21,7 @@ import numpy as np
 from fdrl_core.audio import SAMPLE_RATE
 from stream.config import PipelineConfig
 from stream.messages import MessageFactory, format_line
-from stream.sources import AudioSource, SourceError, stop_source
+from stream.sources import AudioSource, SourceError, SourceRelease
 from stream.tegrastats import snapshot as device_snapshot
 from stream.vad import Segmenter, SpeechDiscard, SpeechEnd, SpeechGrow, SpeechPause, SpeechStart
 
@@ -128,6 +128,7 @@ class Pipeline:
         self.tegra = device_snapshot  # Jetson telemetry; returns None elsewhere
         self.source_error: str | None = None
         self.source_hung = False  # the source's stop()/close() did not return in time and was abandoned
+        self.release = SourceRelease(source)  # stop + close with one deadline: a frozen driver cannot hang us
         self.status_lock = threading.Lock()
 
     # ------------------------------------------------------------ control
@@ -135,8 +136,7 @@ class Pipeline:
     def request_stop(self) -> None:
         """Ctrl-C / SIGTERM: stop capturing; what was captured is still processed and published."""
         self.stop_requested.set()
-        if not stop_source(self.source, "stop"):  # a frozen driver must not keep us from finishing
-            self.source_hung = True
+        self.release.start()  # returns at once; frames() ends with what was captured
 
     def run(self) -> int:
         """Returns 0 when the input ended or a stop was requested, 1 when the source failed."""
@@ -162,7 +162,7 @@ class Pipeline:
                 worker.join()
             self.done.set()
             hb.join(timeout=2 * self.cfg.heartbeat_s)
-            if not self.source_hung and not stop_source(self.source, "close"):
+            if not self.release.wait():
                 self.source_hung = True
             self._status("stop")
         return 1 if self.source_error else 0
@@ -170,8 +170,6 @@ class Pipeline:
     def _segment(self) -> None:
         seg = self.segmenter
         for frame in self.source.frames():
-            if self.source_hung:  # stop() was abandoned: the source may never end by itself
-                break
             self.stats.audio_samples = frame.end
             for ev in seg.push(frame.samples, frame.start):
                 self._dispatch(ev)

@@ -234,6 +234,8 @@ def run(args, state: dict) -> int:
         log(pipeline.summary(time.monotonic() - t1))
         for w in source.warnings[shown:]:
             log(f"stream.run: warning: {w}")
+        if pipeline.source_hung and not pipeline.source_error:
+            log(f"stream.run: warning: {source.error or 'the audio source did not stop in time'}")
         if pipeline.source_error:
             log(f"stream.run: {pipeline.source_error}")
         return code

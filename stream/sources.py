@@ -490,6 +490,47 @@ def stop_source(source: AudioSource, method: str = "stop", timeout: float = DRIV
         return False
 
 
+class SourceRelease:
+    """source.stop() then source.close() on a daemon thread, started once (by a stop request or at the
+    end of the run). `wait()` gives it what is left of one deadline counted from the start, so a frozen
+    driver costs at most `timeout` seconds in total, overlapping whatever else the stop has to finish."""
+
+    def __init__(self, source: AudioSource, timeout: float = DRIVER_TIMEOUT_S + 0.5):
+        self.source = source
+        self.timeout = timeout
+        self.thread: threading.Thread | None = None
+        self.deadline = 0.0
+        self.lock = threading.Lock()
+
+    def _release(self) -> None:
+        try:
+            self.source.stop()
+            self.source.close()
+        except Exception as e:  # reported by wait(); a failing driver must not take the stop down
+            self.source.error = self.source.error or f"{self.source.describe()}: closing failed: {e}"
+
+    def start(self) -> None:
+        with self.lock:
+            if self.thread is not None:
+                return
+            self.source.stopping.set()  # frames() ends with what was captured, whatever the driver does
+            self.deadline = time.monotonic() + self.timeout
+            self.thread = threading.Thread(target=self._release, name="source-release", daemon=True)
+            self.thread.start()
+
+    def wait(self) -> bool:
+        """True when the source stopped and closed in time; False when it was abandoned."""
+        self.start()
+        self.thread.join(max(0.0, self.deadline - time.monotonic()))
+        if self.thread.is_alive():
+            driver_hung.set()
+            if self.source.error is None:
+                self.source.error = (f"{self.source.describe()}: stop()/close() did not return within "
+                                      f"{self.timeout:g} s; abandoned")
+            return False
+        return True
+
+
 def open_source(kind: str, *, path: str | Path | None = None, device: str | int | None = None,
                 realtime: bool = False, loop: int = 1, frame_ms: int = 30,
                 queue_seconds: float = 5.0) -> AudioSource:
@@ -506,5 +547,5 @@ def open_source(kind: str, *, path: str | Path | None = None, device: str | int 
 
 
 __all__ = ["AudioError", "AudioSource", "DemoSource", "DriverTimeout", "FileSource", "Frame", "MicSource",
-           "SourceError", "StreamResampler", "call_with_deadline", "driver_hung", "list_devices", "open_source",
-           "stop_source"]
+           "SourceError", "SourceRelease", "StreamResampler", "call_with_deadline", "driver_hung", "list_devices",
+           "open_source", "stop_source"]
