@@ -83,12 +83,14 @@ class AudioFile:
             raise AudioError(f"{path} is a directory, not an audio file")
         if not path.exists():
             raise AudioError(f"audio file not found: {path}")
+        if path.is_file() and path.stat().st_size == 0:
+            raise AudioError(f"audio file {path} is empty (0 bytes)")
         try:
             info = sf.info(str(path))
         except PermissionError:
             raise AudioError(f"cannot read audio file {path}: permission denied") from None
         except (RuntimeError, sf.LibsndfileError, OSError) as e:
-            raise AudioError(f"cannot read audio file {path}: {_first_line(e)}") from None
+            raise AudioError(f"cannot read audio file {path}: {_sndfile_reason(e)}") from None
         self.rate, self.channels, self.frames = int(info.samplerate), int(info.channels), int(info.frames)
         self.subtype, self.format = info.subtype, info.format
         if self.frames <= 0:
@@ -112,26 +114,47 @@ class AudioFile:
         return self.frames / self.rate
 
     def _read(self, block_frames: int, check: bool = True) -> Iterator[tuple[int, np.ndarray]]:
-        """(first frame, [n, channels] float32) blocks; decode errors and NaN/Inf name the file and time."""
+        """(first frame, [n, channels] float32) blocks; NaN/Inf name the file and time. A decode error part
+        way through (a truncated FLAC) keeps what decodes before it and leaves a warning."""
         import soundfile as sf
 
-        pos = 0
+        pos, small = 0, min(block_frames, 1024)
+        size = block_frames
+        error = None
         try:
-            with sf.SoundFile(str(self.path)) as f:
-                while True:
-                    block = f.read(block_frames, dtype="float32", always_2d=True)
-                    if len(block) == 0:
-                        break
-                    if check and not np.isfinite(block).all():
-                        bad = pos + int(np.argmax(~np.isfinite(block).all(axis=1)))
-                        raise AudioError(f"{self.path}: NaN/Inf samples at {bad / self.rate:.2f} s; the file is "
-                                         "damaged (re-export it, or convert it to 16-bit PCM)")
-                    yield pos, block
-                    pos += len(block)
+            f = sf.SoundFile(str(self.path))
         except (RuntimeError, sf.LibsndfileError) as e:
-            raise AudioError(f"cannot read audio file {self.path} at {pos / self.rate:.1f} s: "
-                             f"{_first_line(e)}") from None
-        if pos < self.frames:
+            raise AudioError(f"cannot read audio file {self.path}: {_sndfile_reason(e)}") from None
+        with f:
+            while True:
+                try:
+                    block = f.read(size, dtype="float32", always_2d=True)
+                except (RuntimeError, sf.LibsndfileError) as e:
+                    error = error or _sndfile_reason(e)  # the first reason is the real one
+                    if size > small:  # go back and close in on the damage in small steps
+                        size = small
+                        try:
+                            f.seek(pos)
+                            continue
+                        except (RuntimeError, sf.LibsndfileError):
+                            pass
+                    break
+                if len(block) == 0:
+                    error = None  # a retry in small steps read to the end: nothing was wrong after all
+                    break
+                if check and not np.isfinite(block).all():
+                    bad = pos + int(np.argmax(~np.isfinite(block).all(axis=1)))
+                    raise AudioError(f"{self.path}: NaN/Inf samples at {bad / self.rate:.2f} s; the file is "
+                                     "damaged (re-export it, or convert it to 16-bit PCM)")
+                yield pos, block
+                pos += len(block)
+        if error is not None:
+            if pos == 0:
+                raise AudioError(f"cannot read audio file {self.path}: {error}")
+            self.warnings.append(f"{self.path} is damaged or truncated at {pos / self.rate:.1f} s ({error}); "
+                                 f"used the {pos / self.rate:.1f} s before it (the header says "
+                                 f"{self.frames / self.rate:.1f} s)")
+        elif pos < self.frames:
             self.warnings.append(f"{self.path} ended at {pos / self.rate:.1f} s although its header says "
                                  f"{self.frames / self.rate:.1f} s (truncated?)")
 
@@ -144,6 +167,15 @@ class AudioFile:
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
+
+
+def _sndfile_reason(e: BaseException) -> str:
+    """libsndfile's message without its own "Error opening '<path>': " prefix (we name the file already)."""
+    text = _first_line(e)
+    if text.startswith("Error opening ") and "': " in text:
+        text = text.split("': ", 1)[1]
+    text = text.removeprefix("Error : ").strip().rstrip(".")
+    return text[:1].lower() + text[1:] if text else text
 
 
 def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:

@@ -46,14 +46,14 @@ def read_config(folder: str | Path) -> FDRLConfig:
     try:
         cfg = FDRLConfig.load(folder / CONFIG)  # errors start with the file's path
     except (ValueError, TypeError) as e:
-        raise CheckpointError(f"not a valid FDRL config: {e}") from None
+        raise CheckpointError(str(e)) from None  # "<folder>/config.json: field ..."
     except OSError as e:
         raise CheckpointError(f"{folder / CONFIG}: cannot read ({e.strerror})") from None
     if (folder / LABELS).is_file():  # labels.json is authoritative for the label set
         try:
             cfg.labels = LabelSet.load(folder / LABELS)
         except ValueError as e:
-            raise CheckpointError(f"not a valid label set: {e}") from None
+            raise CheckpointError(str(e)) from None  # "<folder>/labels.json line ..."
         except OSError as e:
             raise CheckpointError(f"{folder / LABELS}: cannot read ({e.strerror})") from None
     return cfg

@@ -260,7 +260,16 @@ class Pipeline:
     def _send(self, topic: str, msg: dict) -> None:
         self.publisher.send(topic, msg)
         if self.cfg.print_lines and self._printable(topic, msg):
-            print(format_line(topic, msg), file=self.out, flush=True)
+            try:
+                print(format_line(topic, msg), file=self.out, flush=True)
+            except BrokenPipeError:  # `| head`: the reader left; messages are still published
+                self.cfg.print_lines = False
+                try:
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), self.out.fileno())
+                except (OSError, ValueError):
+                    pass
+                print("stream: stdout was closed; lines are no longer printed (messages are still published)",
+                      file=self.log, flush=True)
 
     def _printable(self, topic: str, msg: dict) -> bool:
         if topic == "emotion":

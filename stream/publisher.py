@@ -176,7 +176,8 @@ class Publisher:
             if e.errno == errno.EADDRINUSE:
                 raise PublisherError(f"cannot publish on {endpoint}: address already in use "
                                      "(another stream running? choose another --endpoint)") from None
-            raise PublisherError(f"cannot publish on {endpoint}: {e.strerror}") from None
+            reason = (e.strerror or str(e)).split(" (addr=")[0].rstrip(".")
+            raise PublisherError(f"cannot publish on {endpoint}: {reason}") from None
         self.endpoint = self.sock.getsockopt(zmq.LAST_ENDPOINT).decode()  # the real port for ':*'
         self.lock = threading.Lock()  # the heartbeat thread, the worker and the subscription thread share it
         self.sent = 0
@@ -197,6 +198,8 @@ class Publisher:
         # few inbound messages in flight, so libzmq cannot take in many more subscriptions than we have seen
         sock.setsockopt(zmq.RCVHWM, 10)
         sock.setsockopt(zmq.XPUB_MANUAL, 1)  # we decide which subscriptions are applied
+        if self.requested.host.startswith("["):  # an IPv6 address: libzmq needs to be told
+            sock.setsockopt(zmq.IPV6, 1)
         if self.keys is not None:
             sock.setsockopt(zmq.CURVE_SERVER, 1)
             sock.setsockopt(zmq.CURVE_SECRETKEY, self.keys[1])

@@ -14,13 +14,16 @@ import signal
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from fdrl_core.cli import EXIT_FAILURE, InputError, add_debug_flag, debug_requested, first_line, run_main
-from stream.asr import AsrConfig
-from stream.config import PipelineConfig
-from stream.emotion import EmotionConfig
 from stream.publisher import DEFAULT_ENDPOINT
-from stream.vad import VadConfig
+
+if TYPE_CHECKING:
+    from stream.config import PipelineConfig
+
+# numpy, faster-whisper & co. are imported inside the functions, after main() has installed the signal
+# handlers: a Ctrl-C or SIGTERM while a busy machine is still loading them is a clean stop, not a traceback
 
 STOP_TIMEOUT_S = 4.5  # Ctrl-C/SIGTERM -> exit, whatever the audio driver or a pass in flight does
 
@@ -42,6 +45,9 @@ file, bad model folder, endpoint malformed or in use). Errors are one line; --de
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from stream.asr import AsrConfig
+    from stream.vad import VadConfig
+
     d_vad, d_asr = VadConfig(), AsrConfig()
     ap = argparse.ArgumentParser(prog="python -m stream.run", description=__doc__.split("\n\n")[1],
                                  epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -124,6 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args) -> PipelineConfig:
+    from stream.asr import AsrConfig
+    from stream.config import PipelineConfig
+    from stream.emotion import EmotionConfig
+    from stream.vad import VadConfig
+
     vad = VadConfig(aggressiveness=args.vad_aggressiveness, frame_ms=args.frame_ms, preroll_ms=args.preroll_ms,
                     hangover_ms=args.hangover_ms, tail_ms=min(args.tail_ms, args.hangover_ms),
                     min_speech_ms=args.min_speech_ms, max_utterance_s=args.max_utterance)
@@ -176,10 +187,11 @@ def _load(what: str, fn):
     except (InputError, *_expected_errors()):
         raise
     except (ValueError, RuntimeError, OSError) as e:
-        raise InputError(f"cannot load the {what}: {first_line(e)}") from e
+        msg = first_line(e)
+        raise InputError(msg if msg.lower().startswith("cannot load") else f"cannot load the {what}: {msg}") from e
 
 
-def run(args, state: dict) -> int:
+def run(args, state: dict, watch: SignalWatch | None = None) -> int:
     from stream.emotion import resolve_model
     from stream.publisher import Security
     from stream.sources import list_devices, open_source, stop_source
@@ -228,7 +240,9 @@ def run(args, state: dict) -> int:
             f"({cfg.asr.compute_type}), emotion {emotion.name}")
         pipeline = Pipeline(cfg, source, recognizer, emotion, publisher)
         state["pipeline"] = pipeline
-        _install_signals(pipeline, args.stop_timeout)
+        if watch is not None:
+            watch.pipeline = pipeline
+        _install_signals(pipeline)
         t1 = time.monotonic()
         code = pipeline.run()
         log(pipeline.summary(time.monotonic() - t1))
@@ -245,27 +259,82 @@ def run(args, state: dict) -> int:
         publisher.close()
 
 
-def _install_signals(pipeline, stop_timeout: float) -> None:
-    """First Ctrl-C/SIGTERM: stop capturing, finish and publish the utterance in flight; a watchdog
-    ends the process after `stop_timeout` s whatever is still running. Second: leave at once."""
-
-    def watchdog():
-        if pipeline.done.wait(stop_timeout):
-            return
-        log(f"stream.run: not finished {stop_timeout:g} s after the stop request "
-            "(audio driver or a pass stuck); exiting now")
-        hard_exit(EXIT_FAILURE)
+def _install_signals(pipeline) -> None:
+    """First Ctrl-C/SIGTERM/SIGHUP: stop capturing, finish and publish the utterance in flight (the
+    SignalWatch deadline ends the process if that takes too long). Second: leave at once."""
 
     def handler(signum, frame):
         if pipeline.stop_requested.is_set():  # second Ctrl-C: leave now
             log("stream.run: interrupted again, exiting without finishing")
             hard_exit(130)
         log(f"stream.run: {signal.Signals(signum).name}: finishing the utterance in flight (again to abort)")
-        threading.Thread(target=watchdog, name="stop-watchdog", daemon=True).start()
-        pipeline.request_stop()  # bounded: a frozen driver is abandoned after a deadline
+        pipeline.request_stop()  # returns at once: the source is released on its own thread
 
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, handler)
+
+
+class SignalWatch:
+    """The deadline after a stop signal, kept by a thread that does not depend on the main thread.
+
+    Python runs signal handlers in the main thread, between bytecodes; while the main thread is inside
+    a long C call (loading a model, a stuck driver) they wait. The C-level handler still writes the
+    signal number to the wakeup fd at once, and this thread, blocked on that fd, starts the deadline:
+    if the run has not ended `timeout` s after the first signal it exits the process (0 before the
+    stream started: nothing to lose; 1 after: the utterance in flight could not be finished). A second
+    signal exits at once."""
+
+    def __init__(self, timeout: float = STOP_TIMEOUT_S):
+        self.timeout = timeout
+        self.pipeline = None
+        self.finished = threading.Event()
+        self.r, self.w = os.pipe()
+        os.set_blocking(self.w, False)
+        self.old_fd = signal.set_wakeup_fd(self.w, warn_on_full_buffer=False)
+        threading.Thread(target=self._watch, name="signal-watch", daemon=True).start()
+
+    def _watch(self) -> None:
+        seen = 0
+        while True:
+            try:
+                data = os.read(self.r, 16)  # blocks (without the GIL) until a signal arrives
+            except OSError:
+                return
+            if not data or self.finished.is_set():
+                return
+            if seen == 0:
+                threading.Thread(target=self._deadline, name="stop-deadline", daemon=True).start()
+            seen += len(data)
+            if seen >= 2:  # a second signal: the main thread's handler leaves at once, if it can run
+                if not self.finished.wait(0.5):
+                    hard_exit(130)
+                return
+
+    def _deadline(self) -> None:
+        if self.finished.wait(self.timeout):
+            return
+        pipeline = self.pipeline
+        if pipeline is None or pipeline.t_source is None:
+            log("stream.run: stopped before the stream started (nothing to publish yet)")
+            hard_exit(0)
+        if pipeline.done.is_set():  # the stream ended; only the publisher's linger is left
+            return
+        log(f"stream.run: not finished {self.timeout:g} s after the stop request "
+            "(audio driver or a pass stuck); exiting now")
+        hard_exit(EXIT_FAILURE)
+
+    def close(self) -> None:
+        self.finished.set()
+        signal.set_wakeup_fd(self.old_fd)
+        try:
+            os.write(self.w, b"\0")  # wake the watcher so it sees `finished` and ends
+        except OSError:
+            pass
+        for fd in (self.w, self.r):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 def hard_exit(code: int) -> None:
@@ -283,29 +352,47 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # Ctrl-C, service stop, terminal closed
+
+
 class _StopBeforeStart(BaseException):  # not swallowed by library `except Exception`
     pass
 
 
+_setup_stop = threading.Event()
+
+
 def _stop_during_setup(signum, frame):
-    raise _StopBeforeStart
+    if _setup_stop.is_set():  # again while the first one unwinds: leave now
+        hard_exit(130)
+    _setup_stop.set()
+    raise _StopBeforeStart(signal.Signals(signum).name)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may download at run time
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no weight-loading bars between our lines
-    signal.signal(signal.SIGTERM, _stop_during_setup)  # the pipeline installs its own once it runs
+    for sig in STOP_SIGNALS:  # first: loading takes seconds; the pipeline installs its own once it runs
+        signal.signal(sig, _stop_during_setup)
+    watch = SignalWatch()
     state: dict = {}
+    try:
+        args = build_parser().parse_args(argv)
+        watch.timeout = args.stop_timeout
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may download at run time
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no weight-loading bars between our lines
 
-    def body() -> int:
-        try:
-            return run(args, state)
-        except _StopBeforeStart:
-            log("stream.run: stopped before the stream started")
-            return 0
+        def body() -> int:
+            try:
+                return run(args, state, watch)
+            except _StopBeforeStart as e:
+                log(f"stream.run: {e}: stopped before the stream started (nothing to publish yet)")
+                return 0
 
-    code = run_main("stream.run", body, debug=debug_requested(args), input_errors=_expected_errors())
+        code = run_main("stream.run", body, debug=debug_requested(args), input_errors=_expected_errors())
+    except _StopBeforeStart as e:  # while parsing the arguments
+        log(f"stream.run: {e}: stopped before the stream started (nothing to publish yet)")
+        code = 0
+    finally:
+        watch.close()
     from stream.sources import driver_hung
 
     if driver_hung.is_set():  # the driver was abandoned mid-call: PortAudio's exit handler would hang

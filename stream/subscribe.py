@@ -58,6 +58,8 @@ def _connect(args):
     sock = zmq.Context.instance().socket(zmq.SUB)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.MAXMSGSIZE, 16 * 2**20)  # a message is a few KB; a hostile publisher cannot flood us
+    if ep.host.startswith("["):
+        sock.setsockopt(zmq.IPV6, 1)
     if args.curve_server_key:
         server_public = load_public_key(args.curve_server_key)
         if args.curve_secret:

@@ -85,13 +85,14 @@ def test_non_loopback_bind_needs_curve_or_an_explicit_flag():
 
 
 PUBLISHER = textwrap.dedent("""
-    import sys, time
+    import os, sys, time
     from stream.messages import MessageFactory
     from stream.publisher import Publisher
     pub = Publisher("tcp://127.0.0.1:*")
     print(pub.endpoint, flush=True)
     msgs = MessageFactory("victim")
-    while True:
+    parent = os.getppid()
+    while os.getppid() == parent:  # never outlive the test
         pub.send("status", msgs.status(kind="heartbeat", source="x", audio_time=0, uptime_s=0,
                                        counters={}, rtf=None, rss_mb=None))
         time.sleep(0.02)

@@ -162,3 +162,21 @@ def test_mic_without_a_device_is_one_clear_error(monkeypatch):
     monkeypatch.setattr(sd, "query_devices", no_device)
     with pytest.raises(SourceError, match="no microphone"):
         sources.MicSource()
+
+
+def test_truncated_flac_keeps_what_decodes_and_warns(tmp_path):
+    x = (np.sin(np.arange(16000 * 4) / 10) * 0.3).astype(np.float32)
+    full = tmp_path / "full.flac"
+    sf.write(str(full), x, 16000)
+    cut = tmp_path / "cut.flac"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    src = FileSource(cut)
+    src.start()
+    n = sum(len(f.samples) for f in src.frames())
+    assert 16000 * 1 < n < 16000 * 4, "the decodable first part is played"
+    assert len(src.warnings) == 1 and "cut.flac is damaged or truncated at" in src.warnings[0]
+    assert "header says 4.0 s" in src.warnings[0]
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    with pytest.raises(AudioError, match="is empty"):
+        FileSource(empty)
