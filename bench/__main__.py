@@ -37,7 +37,8 @@ def _add_all(sub) -> argparse.ArgumentParser:
 
 
 def _run_one(name: str, module, args) -> int:
-    return run_main(f"bench {name}", lambda: module.run(args), debug=debug_requested(args))
+    # the benchmarks report a bad --audio/--model/--backend as ValueError
+    return run_main(f"bench {name}", lambda: module.run(args), debug=debug_requested(args), input_errors=(ValueError,))
 
 
 def _run_all(args, parsers: dict, modules: dict) -> int:

@@ -138,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
             print(first_line(e), file=sys.stderr)
             return EXIT_FAILURE
 
-    return run_main(f"export {args.command}", body, debug=debug_requested(args), input_errors=_input_errors())
+    return run_main(f"export {args.command}", body, debug=debug_requested(args), input_errors=_input_errors(),
+                    run_errors=_run_errors())
 
 
 def _input_errors() -> tuple[type[BaseException], ...]:
@@ -149,6 +150,14 @@ def _input_errors() -> tuple[type[BaseException], ...]:
     from fdrl_core.checkpoint import CheckpointError
 
     return (AssetError, CheckpointError, CalibrationError)
+
+
+def _run_errors() -> tuple[type[BaseException], ...]:
+    from export.check import CheckError
+    from export.onnx_export import ExportError
+    from export.trt_build import BuildError
+
+    return (ExportError, CheckError, BuildError)
 
 
 

@@ -54,13 +54,16 @@ def describe_os_error(e: OSError) -> str:
 _INPUT_OS_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, FileExistsError)
 
 
-def classify(e: BaseException, input_errors: tuple[type[BaseException], ...] = ()) -> tuple[int, str]:
-    """(exit code, one-line message) for an exception that reached main()."""
+def classify(e: BaseException, input_errors: tuple[type[BaseException], ...] = (),
+             run_errors: tuple[type[BaseException], ...] = ()) -> tuple[int, str]:
+    """(exit code, one-line message) for an exception that reached main(). `input_errors`: a command's
+    own exceptions that mean bad input (exit 2); `run_errors`: its anticipated failures (exit 1, said
+    plainly rather than as "unexpected")."""
     if isinstance(e, (InputError, *input_errors)):
         return EXIT_USAGE, first_line(e)
     if isinstance(e, _INPUT_OS_ERRORS):
         return EXIT_USAGE, describe_os_error(e)
-    if isinstance(e, RunError):
+    if isinstance(e, (RunError, *run_errors)):
         return EXIT_FAILURE, first_line(e)
     if isinstance(e, OSError):
         return EXIT_FAILURE, describe_os_error(e)
@@ -69,6 +72,7 @@ def classify(e: BaseException, input_errors: tuple[type[BaseException], ...] = (
 
 def run_main(prog: str, body: Callable[[], int | None], *, debug: bool = False,
              input_errors: tuple[type[BaseException], ...] = (),
+             run_errors: tuple[type[BaseException], ...] = (),
              on_interrupt: str = "interrupted") -> int:
     """Call `body()` and turn whatever escapes into the convention above (one line on stderr)."""
     try:
@@ -79,10 +83,11 @@ def run_main(prog: str, body: Callable[[], int | None], *, debug: bool = False,
     except SystemExit:
         raise
     except Exception as e:  # the one place errors become exit codes
-        code, msg = classify(e, input_errors)
+        code, msg = classify(e, input_errors, run_errors)
         if debug:
             traceback.print_exc()
-        hint = "" if debug or code == EXIT_USAGE else " (--debug shows the traceback)"
+        unexpected = code == EXIT_FAILURE and msg.startswith("unexpected error: ")
+        hint = " (--debug shows the traceback)" if unexpected and not debug else ""
         print(f"{prog}: {msg}{hint}", file=sys.stderr, flush=True)
         return code
 
