@@ -15,7 +15,13 @@ BENCHMARKS = {
     "backends": ("bench.backends", "emotion backends side by side: torch eager vs onnxruntime (vs TensorRT)"),
     "pipeline": ("bench.pipeline", "end of speech -> final emotion: our run-time vs the naive pipeline, one file"),
     "scaling": ("bench.scaling", "latency and CPU vs utterance length (1-15 s) and concurrent streams (1, 2, 4)"),
+    "multistream": ("bench.multistream", "N real-time streams in one process: true end of speech -> final emotion, "
+                                         "memory per stream"),
+    "windows": ("bench.windows", "WER and encoder cost of utterance-sized encoder windows vs the 30 s window"),
+    "gpu": ("bench.gpu", "the CUDA/TensorRT path on this machine's NVIDIA GPU, checked against the CPU"),
+    "dashboard": ("bench.dashboard", "the live dashboard in headless Chromium: publish -> page delay, 1 vs 8 streams"),
 }
+GPU_ONLY = {"gpu"}  # `all` leaves these out: on a CPU machine they have nothing to measure
 # options `all` passes on to every benchmark that has them
 SHARED = ("model", "out", "backend", "audio", "device", "repeat")
 
@@ -44,6 +50,8 @@ def _run_one(name: str, module, args) -> int:
 def _run_all(args, parsers: dict, modules: dict) -> int:
     codes = {}
     for name, p in parsers.items():
+        if name in GPU_ONLY:
+            continue
         argv = []
         for opt in SHARED:
             value = getattr(args, opt)
@@ -67,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may download at run time
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no weight-loading bars between our lines
     parser = argparse.ArgumentParser(prog="python -m bench", description="Benchmarks of the FDRL run-time. "
-                                     "Results go to bench/results/ as JSON + markdown, with the machine described.")
+                                     "Results go to ./bench-results/ (or --out) as JSON + markdown, with the "
+                                     "machine described.")
     sub = parser.add_subparsers(dest="benchmark", metavar="{" + ",".join([*BENCHMARKS, "all"]) + "}")
     modules, parsers = {}, {}
     for name, (module, help_text) in BENCHMARKS.items():

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+from bench.common import DEFAULT_OUT
+
 FILLER = ("i really did not think that you would come to see me here today after such a long and "
           "difficult year for all of us").split()
 

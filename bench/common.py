@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+# relative to where the benchmark is run, never inside the installed package
+DEFAULT_OUT = Path("bench-results")
 
 
 def summary(xs) -> dict:

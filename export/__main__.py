@@ -8,16 +8,22 @@ from pathlib import Path
 
 from fdrl_core.cli import EXIT_FAILURE, add_debug_flag, debug_requested, first_line, run_main
 
+DEFAULT_ONNX_OUT = "build/onnx"
+
 DESCRIPTION = """\
 Compile FDRL for the edge run-time.
 
   onnx           export MiniLM + the FDRL head (everything after the Whisper encoder) to one ONNX graph
+  demo           re-export the bundled demo model into fdrl_core/demo_model/onnx (source checkout) + parity
   check          onnx.checker, a TensorRT 10.3 op lint, and onnxruntime-vs-PyTorch parity
+  quantize       INT8 by explicit quantization: Q/DQ nodes calibrated on real utterances (onnxruntime, CPU)
   trt            build a TensorRT engine (+ sidecar) from the ONNX graph (needs TensorRT and a GPU)
   ensure-engine  container start: print a cached engine that fits this device, or build one (exit 3: none)
 
-Typical flow: python -m export onnx && python -m export check --onnx <model>/onnx
-              python -m export trt --onnx <model>/onnx --out <model>/onnx/fdrl_fp16.engine --fp16   (on the device)
+Typical flow: python -m export onnx --model runs/x/model --out build/onnx && python -m export check --onnx build/onnx
+              python -m export trt --onnx build/onnx --fp16      (on the device; engine goes to the engine cache)
+Outputs go to ./build, the engine cache (~/.cache/fdrl/engines) or the path you give, never into the installed
+package (except `demo`, which updates the source tree on purpose).
 """
 
 
@@ -30,17 +36,25 @@ def _default_model() -> Path:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m export", description=DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", metavar="{onnx,check,trt,ensure-engine}")
+    sub = p.add_subparsers(dest="command", metavar="{onnx,demo,check,quantize,trt,ensure-engine}")
 
     o = sub.add_parser("onnx", help="export a checkpoint to ONNX",
                        description="Export MiniLM + the FDRL head to DIR/fdrl.onnx (+ fdrl.onnx.data, tokenizer.json, "
                                    "fdrl.json). Dynamic batch, speech length and text length.")
     o.add_argument("--model", type=Path, default=None,
                    help="checkpoint folder (default: $FDRL_MODEL, else the bundled demo model)")
-    o.add_argument("--out", type=Path, default=None, help="output folder (default: <model>/onnx)")
+    o.add_argument("--out", type=Path, default=None, help=f"output folder (default: ./{DEFAULT_ONNX_OUT})")
     o.add_argument("--opset", type=int, default=18, help="ONNX opset, 17..20 for TensorRT 10.3 (default 18)")
     o.add_argument("--text-model", default=None, help="text encoder folder (default: the packaged all-MiniLM-L6-v2)")
     o.add_argument("--verbose", action="store_true", help="show the exporter's own log")
+
+    d = sub.add_parser("demo", help="re-export the bundled demo model (after retraining it)",
+                       description="Export fdrl_core/demo_model to fdrl_core/demo_model/onnx (the graph the default "
+                                   "run-time loads, torch-free), then check parity against PyTorch. Run it from a "
+                                   "source checkout after scripts/train_demo_model.sh and commit the result.")
+    d.add_argument("--skip-check", action="store_true", help="export only")
+    d.add_argument("--skip-real", action="store_true", help="parity on random inputs only (no espeak-ng)")
+    d.add_argument("--verbose", action="store_true", help="show the exporter's own log")
 
     c = sub.add_parser("check", help="checker + TensorRT op lint + parity vs PyTorch",
                        description="Fails (exit 1) when max |dprob| > --atol on any case, when argmax differs on a "
@@ -56,20 +70,35 @@ def _parser() -> argparse.ArgumentParser:
                        description="Build a TensorRT 10.x engine from the ONNX graph on THIS device (engines do not "
                                    "move between GPUs or TensorRT versions) and write ENGINE + ENGINE.json.")
     t.add_argument("--onnx", type=Path, required=True, help="export folder")
-    t.add_argument("--out", type=Path, default=None, help="engine file (default: <onnx>/fdrl_<precision>.engine)")
+    t.add_argument("--out", type=Path, default=None,
+                   help="engine file (default: the engine cache, $FDRL_ENGINE_CACHE or ~/.cache/fdrl/engines, under "
+                        "a name that says which graph, precision, GPU and TensorRT it is for; the run-time finds it)")
     t.add_argument("--fp16", action="store_true", help="FP16 (normalization layers stay FP32)")
-    t.add_argument("--int8", action="store_true", help="INT8 with entropy calibration on real features")
-    t.add_argument("--calib", default=None,
-                   help="calibration data: a folder of .npy frame arrays or .wav files (text from sibling .txt), "
-                        "or a corpus (manifest / IEMOCAP folder)")
-    t.add_argument("--calib-items", type=int, default=256, help="utterances used for calibration (default 256)")
-    t.add_argument("--calib-cache", default=None, help="TensorRT calibration table to reuse/write")
+    t.add_argument("--int8", action="store_true",
+                   help="INT8 from the graph's Q/DQ nodes (explicit quantization: run `quantize` first; a quantized "
+                        "graph is built as INT8 anyway)")
     t.add_argument("--workspace-mb", type=int, default=512, help="builder workspace limit in MB (default 512)")
     t.add_argument("--timing-cache", default=None, help="timing cache file to reuse/update (speeds up rebuilds)")
     t.add_argument("--max-batch", type=int, default=8, help="largest batch the engine accepts (default 8)")
     t.add_argument("--opt-speech-frames", type=int, default=150, help="tuning point: speech frames (default 150 = 3 s)")
     t.add_argument("--opt-text-tokens", type=int, default=16, help="tuning point: text tokens (default 16)")
     t.add_argument("--optimization-level", type=int, default=None, help="builder optimization level 0..5")
+
+    q = sub.add_parser("quantize", help="INT8 by explicit quantization (Q/DQ nodes) for TensorRT and onnxruntime",
+                       description="Calibrate on real utterances and write a copy of the export with Q/DQ nodes "
+                                   "(symmetric INT8, MatMul/Gemm, weights per channel): TensorRT builds it as INT8 "
+                                   "without its deprecated calibrator (python -m export trt --onnx OUT).")
+    q.add_argument("--onnx", type=Path, default=None, help="float export folder (default: <default model>/onnx)")
+    q.add_argument("--calib", required=True,
+                   help="calibration utterances: a folder of .wav (text from sibling .txt) or .npy frame arrays, or "
+                        "a .csv/.jsonl manifest with path and text (or a folder holding manifest.jsonl)")
+    q.add_argument("--out", type=Path, default=Path("build/onnx-int8"),
+                   help="output folder (default ./build/onnx-int8)")
+    q.add_argument("--items", type=int, default=128, help="utterances used for calibration (default 128)")
+    q.add_argument("--method", default="entropy", choices=("entropy", "minmax", "percentile"),
+                   help="calibration method (default entropy)")
+    q.add_argument("--check", action="store_true",
+                   help="then compare the quantized graph with the float one on the calibration utterances")
 
     e = sub.add_parser("ensure-engine", help="reuse or build the engine for this device (container start)",
                        description="Prints the engine path and exits 0, or prints why not on stderr and exits 3 "
@@ -79,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
                                                             "else ~/.cache/fdrl/engines)")
     e.add_argument("--fp16", action="store_true", help="want an FP16 engine")
     e.add_argument("--workspace-mb", type=int, default=512, help="builder workspace limit in MB (default 512)")
-    for sp in (o, c, t, e):
+    for sp in (o, d, c, t, q, e):
         add_debug_flag(sp)
     return p
 
@@ -88,9 +117,36 @@ def _cmd_onnx(args) -> int:
     from export.onnx_export import ExportOptions, export_onnx
 
     model = args.model or _default_model()
-    out = args.out or Path(model) / "onnx"
+    out = args.out or Path(DEFAULT_ONNX_OUT)
     export_onnx(model, out, ExportOptions(opset=args.opset, text_model=args.text_model, verbose=args.verbose))
     print(out)
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from export.check import check_export
+    from export.onnx_export import PACKED_ATOL, ExportError, drop_packed_weights, export_packed, onnx_sha256
+    from fdrl_core.assets import demo_model_dir
+    from fdrl_core.packed_onnx import ready
+
+    model = demo_model_dir()
+    if any(part in ("site-packages", "dist-packages") for part in model.parts):
+        raise ExportError(f"{model} is an installed copy; run `python -m export demo` from a source checkout "
+                          "(pip install -e .) so the result can be committed")
+    out = model / "onnx"
+    sidecar = export_packed(model, out, verbose=args.verbose)
+    if not args.skip_check:
+        rep = check_export(out, model, atol=PACKED_ATOL, real=not args.skip_real)
+        if not rep.ok:
+            for f in rep.failures:
+                print(f"export demo: FAILED: {f}", file=sys.stderr)
+            return 1
+    drop_packed_weights(out)
+    unpacked = ready(out, log=lambda m: print(m, file=sys.stderr))
+    if onnx_sha256(unpacked) != sidecar.onnx_sha256:
+        raise ExportError(f"{out}: the pack does not unpack to the checked graph")
+    total = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
+    print(f"{out} ({total / 1e6:.1f} MB in git; unpacks to {unpacked})")
     return 0
 
 
@@ -102,15 +158,29 @@ def _cmd_check(args) -> int:
 
 
 def _cmd_trt(args) -> int:
-    from export.trt_build import BuildOptions, build_engine
+    from export.quantize import has_qdq
+    from export.trt_build import BuildOptions, build_engine, default_engine_path
+    from fdrl_core.packed_onnx import ready
 
-    opts = BuildOptions(fp16=args.fp16, int8=args.int8, calib=args.calib, calib_items=args.calib_items,
-                        calib_cache=args.calib_cache, workspace_mb=args.workspace_mb, timing_cache=args.timing_cache,
+    int8 = args.int8 or has_qdq(ready(args.onnx) / "fdrl.onnx")
+    opts = BuildOptions(fp16=args.fp16, int8=int8, workspace_mb=args.workspace_mb, timing_cache=args.timing_cache,
                         max_batch=args.max_batch, opt_speech_frames=args.opt_speech_frames,
                         opt_text_tokens=args.opt_text_tokens, optimization_level=args.optimization_level)
-    out = args.out or args.onnx / f"fdrl_{opts.precision}.engine"
+    out = args.out or default_engine_path(args.onnx, opts.precision)
     build_engine(args.onnx, out, opts)
     print(out)
+    return 0
+
+
+def _cmd_quantize(args) -> int:
+    from export.quantize import QuantizeOptions, compare_quantized, quantize_export
+
+    src = args.onnx or _default_model() / "onnx"
+    opts = QuantizeOptions(calib=args.calib, items=args.items, method=args.method)
+    quantize_export(src, args.out, opts)
+    if args.check:
+        print(compare_quantized(src, args.out, opts).line())
+    print(args.out)
     return 0
 
 
@@ -127,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         _parser().print_help()
         return 2
-    handlers = {"onnx": _cmd_onnx, "check": _cmd_check, "trt": _cmd_trt, "ensure-engine": _cmd_ensure}
+    handlers = {"onnx": _cmd_onnx, "demo": _cmd_demo, "check": _cmd_check, "trt": _cmd_trt,
+                "quantize": _cmd_quantize, "ensure-engine": _cmd_ensure}
 
     def body() -> int:
         from export.trt_build import TensorRTMissing
@@ -155,9 +226,11 @@ def _input_errors() -> tuple[type[BaseException], ...]:
 def _run_errors() -> tuple[type[BaseException], ...]:
     from export.check import CheckError
     from export.onnx_export import ExportError
+    from export.quantize import QuantizeError
     from export.trt_build import BuildError
+    from fdrl_core.packed_onnx import PackError
 
-    return (ExportError, CheckError, BuildError)
+    return (ExportError, CheckError, BuildError, QuantizeError, PackError)
 
 
 

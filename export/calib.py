@@ -1,8 +1,9 @@
 """Real inputs for INT8 calibration: speech frames + token ids in the graph's layout, at a fixed shape.
 
-TensorRT calibrates a dynamic-shape network at the calibration profile's opt shape, so every batch is
-padded or cut to (batch, speech_frames, text_tokens); masks mark what is real. Frames come from the
-same SpeechFrontend the run-time uses, tokens from the tokenizer.json shipped next to the graph.
+`python -m export quantize` runs them through onnxruntime's calibrator to place Q/DQ nodes (explicit
+quantization, what TensorRT 10 builds INT8 from). Every batch is padded or cut to (batch, speech_frames,
+text_tokens); masks mark what is real. Frames come from the same SpeechFrontend the run-time uses,
+tokens from the tokenizer.json shipped next to the graph.
 """
 
 from __future__ import annotations
@@ -32,27 +33,31 @@ def _sibling_text(path: Path) -> str:
 
 def find_items(source: str | Path, limit: int) -> list[CalibItem]:
     """A folder of .npy frame arrays [T, d] or .wav files (text from a sibling .txt, else none), or a
-    corpus that train.corpora.load_corpus reads (IEMOCAP tree, manifest, folder with manifest.jsonl)."""
+    corpus manifest (.csv/.jsonl with path and text, or a folder holding manifest.jsonl/.csv; IEMOCAP:
+    write one with its paths and transcripts). Read without the training package."""
+    from fdrl_core.manifest import audio_and_text, find_manifest
+
     src = Path(source).expanduser()
     if not src.exists():
         raise CalibrationError(f"calibration data not found: {src}")
-    if src.is_dir():
+    manifest = find_manifest(src)
+    if src.is_dir() and manifest is None:
         npys = sorted(src.rglob("*.npy"))
         if npys:
             return [CalibItem(np.load(p).astype(np.float32), _sibling_text(p)) for p in npys[:limit]]
         wavs = sorted(src.rglob("*.wav"))
-        has_manifest = any((src / n).is_file() for n in ("manifest.jsonl", "manifest.csv"))
-        if wavs and not has_manifest:
+        if wavs:
             return [CalibItem(None, _sibling_text(p), p) for p in wavs[:limit]]
+    if manifest is None:
+        raise CalibrationError(f"{src}: not calibration data (expected .npy or .wav files, or a .csv/.jsonl "
+                               "manifest with path and text)")
     try:
-        from train.corpora import load_corpus
-
-        utts = load_corpus(src)
+        rows = audio_and_text(manifest)
     except (ValueError, OSError) as e:
-        raise CalibrationError(f"{src}: not calibration data ({e})") from None
+        raise CalibrationError(f"{manifest}: {e}") from None
     # spread over the corpus (labels and speakers are usually grouped in file order)
-    step = max(1, len(utts) // max(1, limit))
-    return [CalibItem(None, u.text or "", Path(u.path)) for u in utts[::step][:limit]]
+    step = max(1, len(rows) // max(1, limit))
+    return [CalibItem(None, text, wav) for wav, text in rows[::step][:limit]]
 
 
 def load_frames(items: list[CalibItem], whisper_model: str | None = None, progress: bool = True) -> list[CalibItem]:

@@ -150,6 +150,7 @@ def check_export(onnx_dir: str | Path, checkpoint: str | Path | None = None, *, 
     from export.onnx_export import TOKENIZER_FILE, load_sidecar, onnx_sha256
     from export.trt_ops import lint_file
     from fdrl_core.checkpoint import checkpoint_hash
+    from fdrl_core.packed_onnx import ready
 
     say = log or print
     rep = CheckReport()
@@ -160,7 +161,8 @@ def check_export(onnx_dir: str | Path, checkpoint: str | Path | None = None, *, 
 
     onnx_dir = Path(onnx_dir).expanduser()
     sidecar: OnnxSidecar = load_sidecar(onnx_dir)
-    ckpt = Path(checkpoint).expanduser() if checkpoint else Path(sidecar.source_checkpoint)
+    ckpt = Path(checkpoint).expanduser() if checkpoint else onnx_dir / sidecar.source_checkpoint  # may be relative
+    onnx_dir = ready(onnx_dir, log=say)  # a packed (bundled demo) export: check its unpacked copy
     if not ckpt.is_dir():
         raise CheckError(f"checkpoint {ckpt} not found; pass --model <checkpoint folder> the graph was exported from")
     if checkpoint_hash(ckpt) != sidecar.checkpoint_sha256:

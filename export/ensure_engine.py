@@ -20,14 +20,16 @@ def ensure_engine(onnx_dir: str | Path, cache_dir: str | Path | None = None, *, 
     """(exit code, engine path or reason). `device` and `build` are injectable for tests."""
     from export.onnx_export import ExportError, load_sidecar, onnx_sha256
     from export.trt_build import BuildError, BuildOptions, build_engine
+    from fdrl_core.packed_onnx import PackError, ready
 
     say = log or (lambda msg: print(msg, file=sys.stderr))
     cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     try:
         device = device or detect_device()  # first: the common reason for "no engine" is cheap to find
         load_sidecar(onnx_dir)
+        onnx_dir = ready(onnx_dir, log=say)  # the bundled demo export: its unpacked copy
         sha = onnx_sha256(onnx_dir)
-    except (ExportError, DeviceError, OSError) as e:
+    except (ExportError, DeviceError, PackError, OSError) as e:
         return EXIT_NO_ENGINE, str(e)
     opts = BuildOptions(fp16=fp16, workspace_mb=workspace_mb)
     decision: Decision = decide(cache, sha, device, opts.precision)

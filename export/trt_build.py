@@ -3,7 +3,8 @@
 Written against TensorRT 10.3 (JetPack 6.1/6.2), the version the Jetson side is pinned to: explicit
 batch only, build_serialized_network, memory-pool limits, one optimization profile for batch and both
 sequence lengths, a timing cache, FP16 with normalization layers pinned to FP32 (LayerNorm after
-attention overflows in FP16), optional INT8 with an entropy calibrator fed by real features.
+attention overflows in FP16), and INT8 only by explicit quantization: a graph with Q/DQ nodes from
+`python -m export quantize` (the implicit-calibrator API is deprecated since TensorRT 10.1).
 TensorRT 11 drops the weakly-typed FP16/INT8 flags; that is reported, not guessed around.
 """
 
@@ -15,9 +16,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from fdrl_core.engine_cache import TENSORRT_HINT, DeviceError, DeviceInfo, _cuda_runtime, detect_device
+from fdrl_core.engine_cache import (
+    TENSORRT_HINT,
+    DeviceError,
+    DeviceInfo,
+    default_cache_dir,
+    detect_device,
+    engine_name,
+)
 from fdrl_core.export_format import ONNX_FILE, EngineSidecar, OnnxSidecar
 
 SHAPE_INPUTS = {"speech": "speech", "speech_mask": "speech", "input_ids": "text", "attention_mask": "text"}
@@ -34,11 +40,7 @@ class TensorRTMissing(BuildError):
 @dataclass
 class BuildOptions:
     fp16: bool = False
-    int8: bool = False
-    calib: str | None = None  # features dir or corpus (see export.calib.find_items)
-    calib_items: int = 256
-    calib_batch: int = 8
-    calib_cache: str | None = None  # reuse/save TensorRT's calibration table
+    int8: bool = False  # the graph carries Q/DQ nodes (python -m export quantize): explicit INT8, no calibrator
     workspace_mb: int = 512  # modest: Whisper, Python and the engine share 8 GB on an Orin Nano
     timing_cache: str | None = None
     max_batch: int = 8
@@ -48,7 +50,6 @@ class BuildOptions:
     max_speech_frames: int | None = None  # default: the sidecar's (1500 = one Whisper window)
     max_text_tokens: int | None = None  # default: the sidecar's (the tokenizer truncates to it)
     optimization_level: int | None = None  # builder_optimization_level 0..5 (TensorRT default 3)
-    whisper_model: str | None = None  # for calibration features from audio
 
     @property
     def precision(self) -> str:
@@ -69,6 +70,19 @@ def profile_shapes(sidecar: OnnxSidecar, opts: BuildOptions) -> dict[str, list[l
         tail = [sidecar.speech_dim] if name == "speech" else []
         shapes[name] = [[batch[i], lengths[kind][i], *tail] for i in range(3)]
     return shapes
+
+
+def default_engine_path(onnx_dir: str | Path, precision: str, device: DeviceInfo | None = None) -> Path:
+    """Where `python -m export trt` writes without --out: the engine cache, under the name ensure-engine
+    and the run-time look for (graph hash, precision, GPU, TensorRT version)."""
+    from export.onnx_export import onnx_sha256
+
+    import_tensorrt()
+    try:
+        device = device or detect_device()
+    except DeviceError as e:
+        raise BuildError(str(e)) from None
+    return default_cache_dir() / engine_name(onnx_sha256(onnx_dir), precision, device)
 
 
 def import_tensorrt():
@@ -92,85 +106,19 @@ def _pin_normalization_fp32(network, trt) -> int:
     return n
 
 
-def _check_cuda(result):
-    err, *rest = result
-    if int(err) != 0:
-        raise BuildError(f"CUDA error {err}")
-    return rest[0] if len(rest) == 1 else rest
-
-
-def _make_calibrator(trt, feeds: list[dict[str, np.ndarray]], cache_path: Path | None):
-    """An IInt8EntropyCalibrator2 that hands TensorRT one real batch per call (device copies via cuda-python)."""
-    cudart = _cuda_runtime()
-
-    class Calibrator(trt.IInt8EntropyCalibrator2):
-        def __init__(self):
-            trt.IInt8EntropyCalibrator2.__init__(self)
-            self.feeds, self.index, self.buffers = feeds, 0, {}
-
-        def get_batch_size(self):  # ignored for explicit-batch networks (deprecated in 10.x)
-            return 1
-
-        def get_batch(self, names):
-            if self.index >= len(self.feeds):
-                return None
-            feed = self.feeds[self.index]
-            self.index += 1
-            pointers = []
-            for name in names:
-                arr = np.ascontiguousarray(feed[name])
-                if name not in self.buffers:  # every feed has the same shape
-                    self.buffers[name] = _check_cuda(cudart.cudaMalloc(arr.nbytes))
-                _check_cuda(cudart.cudaMemcpy(self.buffers[name], arr.ctypes.data, arr.nbytes,
-                                              cudart.cudaMemcpyKind.cudaMemcpyHostToDevice))
-                pointers.append(int(self.buffers[name]))
-            return pointers
-
-        def read_calibration_cache(self):
-            if cache_path and cache_path.is_file():
-                return cache_path.read_bytes()
-            return None
-
-        def write_calibration_cache(self, cache):
-            if cache_path:
-                cache_path.write_bytes(bytes(cache))
-
-        def free(self):
-            for ptr in self.buffers.values():
-                cudart.cudaFree(ptr)
-            self.buffers = {}
-
-    return Calibrator()
-
-
-def _calibration_feeds(onnx_dir: Path, sidecar: OnnxSidecar, opts: BuildOptions, say) -> list[dict]:
-    from export.calib import CalibrationError, batches, find_items, load_frames
-    from fdrl_core.tokenizer import TextTokenizer
-
-    if not opts.calib:
-        if opts.calib_cache and Path(opts.calib_cache).is_file():
-            return []  # TensorRT reads the table; no batches needed
-        raise BuildError("--int8 needs --calib <features dir or corpus> (or an existing --calib-cache)")
-    items = load_frames(find_items(opts.calib, opts.calib_items), opts.whisper_model)
-    tokenizer = TextTokenizer(onnx_dir, sidecar.max_text_tokens)
-    batch = min(opts.calib_batch, len(items))
-    if batch < 1:
-        raise CalibrationError(f"{opts.calib}: no usable calibration items")
-    feeds = list(batches(items, tokenizer, batch, opts.opt_speech_frames, opts.opt_text_tokens))
-    say(f"INT8 calibration: {len(feeds)} batches of {batch} real utterances from {opts.calib}")
-    return feeds
-
-
 def build_engine(onnx_dir: str | Path, out: str | Path, opts: BuildOptions | None = None,
                  device: DeviceInfo | None = None, log=None) -> EngineSidecar:
     """Parse onnx_dir/fdrl.onnx, build, write `out` + `out.json`; returns the sidecar."""
     from export.onnx_export import load_sidecar, onnx_sha256
+    from export.quantize import has_qdq
+    from fdrl_core.packed_onnx import ready
 
     opts = opts or BuildOptions()
     say = log or (lambda msg: print(msg, file=sys.stderr))
     trt = import_tensorrt()
     onnx_dir = Path(onnx_dir).expanduser()
     sidecar = load_sidecar(onnx_dir)
+    onnx_dir = ready(onnx_dir, log=say)  # a packed (bundled demo) export: its unpacked copy
     actual = onnx_sha256(onnx_dir)
     if sidecar.onnx_sha256 and actual != sidecar.onnx_sha256:
         raise BuildError(f"{onnx_dir / ONNX_FILE} changed since export (sha256 differs from {onnx_dir}/fdrl.json); "
@@ -183,6 +131,7 @@ def build_engine(onnx_dir: str | Path, out: str | Path, opts: BuildOptions | Non
         raise BuildError(f"TensorRT {trt.__version__} builds strongly typed networks only (no FP16/INT8 flags); "
                          "build with TensorRT 10.x, or fp32 here")
     shapes = profile_shapes(sidecar, opts)
+    qdq = has_qdq(onnx_dir / ONNX_FILE)
 
     logger = trt.Logger(trt.Logger.WARNING)
     trt.init_libnvinfer_plugins(logger, "")
@@ -203,21 +152,17 @@ def build_engine(onnx_dir: str | Path, out: str | Path, opts: BuildOptions | Non
         profile.set_shape(name, mn, op, mx)
     config.add_optimization_profile(profile)
 
-    calibrator = None
+    if qdq and not opts.int8:
+        opts.int8 = True
+        say("the graph carries Q/DQ nodes: building INT8 from its scales (explicit quantization)")
+    if opts.int8 and not qdq:
+        raise BuildError(f"--int8 needs an explicitly quantized graph: python -m export quantize --onnx {onnx_dir} "
+                         "--calib <utterances> --out <folder>, then build from that folder (TensorRT's implicit "
+                         "INT8 calibrator is deprecated since 10.1 and gone in 11)")
     if opts.fp16 or opts.int8:
-        if opts.fp16:
-            config.set_flag(trt.BuilderFlag.FP16)
+        config.set_flag(trt.BuilderFlag.FP16)  # with INT8: FP16 for the layers Q/DQ does not cover
         if opts.int8:
-            config.set_flag(trt.BuilderFlag.INT8)
-            feeds = _calibration_feeds(onnx_dir, sidecar, opts, say)
-            calibrator = _make_calibrator(trt, feeds, Path(opts.calib_cache) if opts.calib_cache else None)
-            # implicit INT8 calibrates a dynamic-shape network at the calibration profile's opt shape
-            fixed = {n: list(a.shape) for n, a in feeds[0].items()} if feeds else {n: s[1] for n, s in shapes.items()}
-            calib_profile = builder.create_optimization_profile()
-            for name, shape in fixed.items():
-                calib_profile.set_shape(name, shape, shape, shape)
-            config.set_calibration_profile(calib_profile)
-            config.int8_calibrator = calibrator
+            config.set_flag(trt.BuilderFlag.INT8)  # TensorRT 10 (weakly typed) needs it to honour Q/DQ layers
         pinned = _pin_normalization_fp32(network, trt)
         config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
         say(f"{opts.precision}: {pinned} normalization layers kept in FP32")
@@ -232,8 +177,6 @@ def build_engine(onnx_dir: str | Path, out: str | Path, opts: BuildOptions | Non
         + "); this takes minutes on a Jetson")
     t0 = time.perf_counter()
     plan = builder.build_serialized_network(network, config)
-    if calibrator is not None:
-        calibrator.free()
     if plan is None:
         raise BuildError("TensorRT could not build the engine (see its log above)")
     out = Path(out).expanduser()

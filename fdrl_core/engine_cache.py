@@ -96,16 +96,10 @@ def decide(cache_dir: str | Path, onnx_sha256: str, device: DeviceInfo, precisio
 # ------------------------------------------------------------------------------ what this machine has
 
 
-def _cuda_runtime():
-    try:
-        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
-    except ImportError:
-        from cuda import cudart  # older cuda-python 12.x
-    return cudart
-
-
 def _gpu_from_cudart(index: int) -> tuple[str, str]:
-    cudart = _cuda_runtime()
+    from fdrl_core.cuda import cuda_runtime
+
+    cudart = cuda_runtime()
     err, props = cudart.cudaGetDeviceProperties(index)
     if int(err) != 0:
         raise DeviceError(f"no CUDA device {index} (cudaGetDeviceProperties: {err})")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reproduce the bundled demo model (fdrl_core/demo_model): synthesise the corpus, cache the backbone
 # features, train FDRL, and publish the run with its model card. About 30-40 minutes on a 2-core CPU,
-# most of it the Whisper encoder over 2720 utterances (cached: a rerun skips it).
+# most of it the Whisper encoder over 2720 utterances (cached: a rerun skips it). Ends by re-exporting
+# the bundled ONNX (python -m export demo); commit fdrl_core/demo_model/ afterwards.
 #   scripts/train_demo_model.sh [--ablation] [--cross-engine]
 #     --ablation      also run the ablation table (6 variants) and put it in the model card
 #     --cross-engine  also train on espeak-ng only, test on festival, and put the result in the card
@@ -16,7 +17,7 @@ for a in "$@"; do
   case "$a" in
     --ablation) ablation=1 ;;
     --cross-engine) cross=1 ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "train_demo_model: unknown option $a (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -43,3 +44,5 @@ if ((cross)); then
   extra+=(--append "$RUNS/xengine.md")
 fi
 "$PY" -m train.model_card "$RUNS/demo" --corpus "$DATA/synth" --into fdrl_core/demo_model "${extra[@]}"
+# the bundled ONNX (what the default, torch-free run-time loads) must match the new checkpoint
+"$PY" -m export demo

@@ -182,8 +182,13 @@ class _TokenizedBackend(_Backend):
 
     def __init__(self, onnx_dir: Path):
         from fdrl_core.assets import AssetError
+        from fdrl_core.packed_onnx import PackError, ready
         from fdrl_core.tokenizer import TextTokenizer
 
+        try:  # the bundled demo export keeps MiniLM packed: unpacked into the user cache on first use
+            onnx_dir = ready(onnx_dir, log=log.info)
+        except PackError as e:
+            raise BackendError(str(e)) from None
         self.onnx_dir = onnx_dir
         self.sidecar = _onnx_sidecar(onnx_dir)
         try:
@@ -204,7 +209,10 @@ class _TokenizedBackend(_Backend):
 class OnnxRuntimeBackend(_TokenizedBackend):
     name = "onnxruntime"
 
-    def __init__(self, onnx_dir: str | Path, device: str = "cpu", threads: int | None = None):
+    def __init__(self, onnx_dir: str | Path, device: str = "cpu", threads: int | None = None,
+                 providers: list | None = None):
+        """`providers`: an explicit onnxruntime provider list (names or (name, options) pairs, e.g. the
+        TensorRT provider with its profile); it overrides `device`."""
         try:
             import onnxruntime as ort
         except ImportError as e:
@@ -215,11 +223,12 @@ class OnnxRuntimeBackend(_TokenizedBackend):
         if threads:
             opts.intra_op_num_threads = int(threads)
         available = ort.get_available_providers()
-        providers = ["CPUExecutionProvider"]
-        if device in ("cuda", "auto") and "CUDAExecutionProvider" in available:
-            providers.insert(0, "CUDAExecutionProvider")
-        elif device == "cuda":
-            log.warning("onnxruntime has no CUDAExecutionProvider here (install onnxruntime-gpu); using the CPU")
+        if providers is None:
+            providers = ["CPUExecutionProvider"]
+            if device in ("cuda", "auto") and "CUDAExecutionProvider" in available:
+                providers.insert(0, "CUDAExecutionProvider")
+            elif device == "cuda":
+                log.warning("onnxruntime has no CUDAExecutionProvider here (install onnxruntime-gpu); using the CPU")
         try:
             self.session = ort.InferenceSession(str(self.onnx_dir / ONNX_FILE), opts, providers=providers)
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
@@ -250,15 +259,12 @@ def engine_onnx_dir(engine: Path) -> Path | None:
 
 
 def _cudart():
+    from fdrl_core.cuda import cuda_runtime
+
     try:
-        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
-    except ImportError:
-        try:
-            from cuda import cudart  # older 12.x
-        except ImportError as e:
-            raise BackendError(f"the TensorRT backend needs cuda-python ({e}): pip install 'cuda-python>=12.2,<13' "
-                               "(JetPack 6 has CUDA 12.6)") from None
-    return cudart
+        return cuda_runtime()
+    except ImportError as e:
+        raise BackendError(f"the TensorRT backend needs {e}") from None
 
 
 class _TrtRunner:
@@ -288,10 +294,12 @@ class _TrtRunner:
             self.buffers[n] = self._call(cudart.cudaMalloc(int(np.prod(shape)) * self.dtypes[n].itemsize))
 
     def _call(self, result):
-        err, *rest = result
-        if int(err) != 0:
-            raise BackendError(f"CUDA error {err}")
-        return rest[0] if len(rest) == 1 else None
+        from fdrl_core.cuda import CudaError, check
+
+        try:
+            return check(result)
+        except CudaError as e:
+            raise BackendError(str(e)) from None
 
     def limit(self, name: str, axis: int) -> int:
         return int(self.limits[name][2][axis])

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 
 # kind: when it is emitted (data keys)
 KINDS = {
-    "source_start": "the audio source delivered its first block (data: live, sample_rate)",
+    "source_start": "the audio source delivered its first block (audio_t = its end; data: live, sample_rate)",
     "speech_start": "the VAD opened an utterance (audio_t = where speech starts)",
     "speech_end": "the VAD closed an utterance (audio_t = end of the last voiced frame; data: reason)",
     "pass_start": "an ASR/emotion pass began (data: final, speculative, samples)",
     "pass_end": "that pass finished (data: final, speculative, asr_ms, emotion_ms)",
-    "published": "a message left on the bus (data: topic, partial, revision, message)",
+    "published": "an emotion or transcript message left on the bus (data: topic, partial, revision, message)",
     "source_end": "the source ended or the run stopped (data: reason)",
 }
 

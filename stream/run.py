@@ -1,9 +1,10 @@
 """python -m stream.run: live speech -> per-utterance emotion messages on ZeroMQ.
 
-Listens to a microphone (--mic), replays a file (--file) or the bundled demo (--demo); cuts the audio into
-utterances (webrtcvad), transcribes them while they are spoken (faster-whisper; partial transcripts and
-provisional emotions), and when an utterance ends publishes the final transcript and emotion (FDRL on the
-Whisper encoder frames + the transcript). Subscribe with `python -m stream.subscribe`.
+Listens to microphones (--mic), replays files (--file) or the bundled demo (--demo), several at once if
+you like (one stream each, one model for all); cuts the audio into utterances (webrtcvad), transcribes
+them while they are spoken (faster-whisper; partial transcripts and provisional emotions), and when an
+utterance ends publishes the final transcript and emotion (FDRL on the Whisper encoder frames + the
+transcript). Subscribe with `python -m stream.subscribe`.
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ EPILOG = """examples:
   python -m stream.run --mic                       # default microphone; Ctrl-C finishes the utterance and exits
   python -m stream.run --mic --device 2            # see --list-devices
   python -m stream.run --file talk.wav --realtime  # replay paced like a microphone
+  python -m stream.run --mic 2 --mic 3 --file a.wav --realtime  # three streams, one model, one process
   python -m stream.subscribe                       # in another terminal: watch the messages
+  python -m stream.run --demo --realtime --dashboard  # and open http://127.0.0.1:8765/
+  python -m stream.run --file talk.wav --report talk.html  # one HTML file: timeline, transcript, scores
 
 messages: topics 'emotion', 'transcript', 'status' as multipart [topic, json]; the contract is
 stream/schema/*.json. Beyond loopback, use CURVE (python -m stream.keys; --curve-secret) or say
@@ -51,15 +55,19 @@ def build_parser() -> argparse.ArgumentParser:
     d_vad, d_asr = VadConfig(), AsrConfig()
     ap = argparse.ArgumentParser(prog="python -m stream.run", description=__doc__.split("\n\n")[1],
                                  epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    src = ap.add_argument_group("audio source (choose one)")
-    one = src.add_mutually_exclusive_group(required=True)
-    one.add_argument("--mic", action="store_true", help="capture from a microphone (sounddevice/PortAudio)")
-    one.add_argument("--file", metavar="PATH", help="replay a WAV/FLAC file (any rate and channel count)")
-    one.add_argument("--demo", action="store_true", help="replay the bundled demo recording (stream/demo/demo.wav)")
-    one.add_argument("--list-devices", action="store_true", help="list input devices and exit")
-    src.add_argument("--device", help="input device index or name for --mic (default: the system default)")
+    src = ap.add_argument_group("audio sources (one or more; each is its own stream with its own stream id)")
+    src.add_argument("--mic", nargs="?", action="append", const="", metavar="DEVICE",
+                     help="capture from a microphone (sounddevice/PortAudio): the default one, or DEVICE "
+                          "(index or name); repeat for several microphones")
+    src.add_argument("--file", action="append", metavar="PATH",
+                     help="replay a WAV/FLAC file (any rate and channel count); repeat for several streams")
+    src.add_argument("--demo", action="store_true", help="replay the bundled demo recording (stream/demo/demo.wav)")
+    src.add_argument("--list-devices", action="store_true", help="list input devices and exit")
+    src.add_argument("--device", help="input device index or name for a --mic given without one "
+                                      "(default: the system default)")
     src.add_argument("--realtime", action="store_true",
-                     help="--file/--demo: pace the replay like a microphone (default: as fast as possible)")
+                     help="--file/--demo: pace the replay like a microphone (default: as fast as possible, "
+                          "then without partial passes unless --partial-every is given)")
     src.add_argument("--loop", type=int, default=1, metavar="N", help="--file/--demo: play N times (soak tests)")
 
     mod = ap.add_argument_group("models")
@@ -76,12 +84,22 @@ def build_parser() -> argparse.ArgumentParser:
                      help="torch/onnxruntime device for the emotion model (default: %(default)s)")
     mod.add_argument("--language", default=d_asr.language, help="language for multilingual Whisper models")
     mod.add_argument("--beam-size", type=int, default=d_asr.beam_size, help="final-pass beam (default: %(default)s)")
-    mod.add_argument("--partial-every", type=float, default=d_asr.partial_every_s, metavar="S",
-                     help="a partial transcript per S seconds of new speech; 0 disables (default: %(default)s)")
+    mod.add_argument("--partial-every", type=float, default=None, metavar="S",
+                     help=f"a partial transcript per S seconds of new speech; 0 disables (default: "
+                          f"{d_asr.partial_every_s} for microphones and --realtime; a file played as fast "
+                          f"as possible gets partials only when this is given)")
     mod.add_argument("--no-partial-emotion", action="store_true",
                      help="partial transcripts only, no provisional emotion")
     mod.add_argument("--no-speculative", action="store_true",
                      help="do not start the final pass during the end-of-speech hangover (live sources)")
+    mod.add_argument("--no-early-final", action="store_true",
+                     help="live sources: publish the final only after the hangover confirmed the end (default: "
+                          "as soon as the pause fixes the audio, with a revised final if speech resumes)")
+    mod.add_argument("--stable-passes", type=int, default=2, metavar="N",
+                     help="a provisional emotion is marked stable once its label held for N passes "
+                          "(default: %(default)s)")
+    mod.add_argument("--stable-confidence", type=float, default=0.6, metavar="P",
+                     help="... and its latest probability is at least P (default: %(default)s)")
     mod.add_argument("--no-speech-threshold", type=float, default=d_asr.no_speech_threshold,
                      help="hallucination guard: Whisper no-speech probability (default: %(default)s)")
     mod.add_argument("--logprob-threshold", type=float, default=d_asr.logprob_threshold,
@@ -95,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     vad.add_argument("--preroll-ms", type=int, default=d_vad.preroll_ms,
                      help="audio kept before speech onset (default: %(default)s)")
     vad.add_argument("--hangover-ms", type=int, default=d_vad.hangover_ms,
-                     help="silence that ends an utterance (default: %(default)s)")
+                     help="silence that confirms the end of an utterance; live sources publish an early final "
+                          "after --tail-ms already (default: %(default)s)")
     vad.add_argument("--tail-ms", type=int, default=d_vad.tail_ms,
                      help="audio kept after the last speech frame (default: %(default)s)")
     vad.add_argument("--min-speech-ms", type=int, default=d_vad.min_speech_ms,
@@ -115,13 +134,18 @@ def build_parser() -> argparse.ArgumentParser:
     pub.add_argument("--insecure-bind-any", action="store_true",
                      help="allow a non-loopback --endpoint without CURVE (anyone who reaches the port can "
                           "subscribe; only on a trusted, firewalled network)")
-    pub.add_argument("--stream-id", help="stream id in every message (default: host-pid-random)")
+    pub.add_argument("--stream-id", help="stream id in every message (default: host-pid-random); with several "
+                                         "sources, stream i gets ID-i")
     pub.add_argument("--heartbeat", type=float, default=1.0, metavar="S", help="status interval (default: %(default)s)")
     pr = pub.add_mutually_exclusive_group()
     pr.add_argument("--print", dest="print_lines", action="store_true", default=None,
                     help="print one line per utterance (default on for --file/--demo)")
     pr.add_argument("--no-print", dest="print_lines", action="store_false")
     pub.add_argument("--print-partials", action="store_true", help="with --print: also partial transcripts/emotions")
+    pub.add_argument("--dashboard", nargs="?", const="127.0.0.1:8765", metavar="[HOST:]PORT",
+                     help="also serve the live dashboard page (default 127.0.0.1:8765; loopback only); when the "
+                          "input ends it stays up until Ctrl-C")
+    pub.add_argument("--report", metavar="OUT.html", help="write a self-contained HTML report of the run at the end")
     pub.add_argument("--stop-timeout", type=float, default=STOP_TIMEOUT_S, metavar="S",
                      help="after Ctrl-C/SIGTERM, finish the utterance in flight for at most S seconds, then exit "
                           "regardless (default: %(default)s)")
@@ -138,14 +162,17 @@ def config_from_args(args) -> PipelineConfig:
     vad = VadConfig(aggressiveness=args.vad_aggressiveness, frame_ms=args.frame_ms, preroll_ms=args.preroll_ms,
                     hangover_ms=args.hangover_ms, tail_ms=min(args.tail_ms, args.hangover_ms),
                     min_speech_ms=args.min_speech_ms, max_utterance_s=args.max_utterance)
+    partial_every = AsrConfig.partial_every_s if args.partial_every is None else args.partial_every
     asr = AsrConfig(model=args.asr_model, device=args.asr_device, compute_type=args.compute_type,
-                    language=args.language, beam_size=args.beam_size, partial_every_s=args.partial_every,
+                    language=args.language, beam_size=args.beam_size, partial_every_s=partial_every,
                     no_speech_threshold=args.no_speech_threshold, logprob_threshold=args.logprob_threshold)
     printing = args.print_lines if args.print_lines is not None else not args.mic
     emotion = EmotionConfig(backend=args.backend, model=args.model, device=args.emotion_device)
     return PipelineConfig(vad=vad, asr=asr, emotion=emotion,
                           endpoint=args.endpoint, heartbeat_s=args.heartbeat,
                           partial_emotion=not args.no_partial_emotion, speculative=not args.no_speculative,
+                          early_final=not args.no_early_final, fast_partials=args.partial_every is not None,
+                          stable_passes=args.stable_passes, stable_confidence=args.stable_confidence,
                           stream_id=args.stream_id, print_lines=printing, print_partials=args.print_partials)
 
 
@@ -171,8 +198,6 @@ def _check_args(args) -> None:
         raise InputError("--stop-timeout must be > 0")
     if args.device is not None and not args.mic:
         raise InputError("--device only applies to --mic")
-    if args.realtime and args.mic:
-        raise InputError("--realtime only applies to --file/--demo (a microphone is always real time)")
     if args.beam_size < 1:
         raise InputError("--beam-size must be >= 1")
     if args.partial_every < 0:
@@ -204,27 +229,43 @@ def run(args, state: dict, watch: SignalWatch | None = None) -> int:
         cfg = config_from_args(args).validate()
     except ValueError as e:
         raise InputError(str(e)) from e
-    kind = "mic" if args.mic else "file" if args.file else "demo"
-    if kind == "file" and not args.file.strip():
+    wanted = [("mic", None, dev or args.device) for dev in args.mic or []]
+    wanted += [("file", path, None) for path in args.file or []]
+    wanted += [("demo", None, None)] if args.demo else []
+    if not wanted:
+        raise InputError("no audio source: give --mic, --file PATH or --demo (see --help)")
+    if any(not path.strip() for path in args.file or []):
         raise InputError("--file needs a path")
-    source = open_source(kind, path=args.file, device=args.device, realtime=args.realtime, loop=args.loop,
-                         frame_ms=cfg.vad.frame_ms, queue_seconds=cfg.queue_seconds)
-    state["source"] = source
-    for w in source.warnings:
-        log(f"stream.run: warning: {w}")
-    resolve_model(cfg.emotion.model)  # fail before the slow part
+    sources = []
+    try:
+        for kind, path, device in wanted:
+            sources.append(open_source(kind, path=path, device=device, realtime=args.realtime, loop=args.loop,
+                                       frame_ms=cfg.vad.frame_ms, queue_seconds=cfg.queue_seconds))
+        resolve_model(cfg.emotion.model)  # fail before the slow part
+    except BaseException:
+        for src in sources:
+            stop_source(src, "close")
+        raise
+    for src in sources:
+        for w in src.warnings:
+            log(f"stream.run: warning: {w}")
 
+    from stream.dashboard.attach import RunViews
     from stream.publisher import Publisher
 
+    views = RunViews.from_args(args, label=cfg.endpoint)  # --dashboard/--report: checked before the slow part
     security = Security(secret_key_file=args.curve_secret, client_keys_dir=args.curve_clients,
                         allow_insecure=args.insecure_bind_any)
     publisher = Publisher(cfg.endpoint, sndhwm=cfg.sndhwm, security=security)  # subscribers connect while we load
     state["publisher"] = publisher
-    shown = len(source.warnings)
+    shown = [len(src.warnings) for src in sources]
     try:
+        views.start(publisher)
         how = ("CURVE, " + ("clients from " + args.curve_clients if args.curve_clients else "any client key")
                if publisher.curve else "plaintext")
-        log(f"publishing on {publisher.endpoint} ({how}); source: {source.describe()}")
+        log(f"publishing on {publisher.endpoint} ({how}); " + ("source: " + sources[0].describe()
+            if len(sources) == 1 else
+            f"{len(sources)} sources: " + "; ".join(f"[{i}] {src.describe()}" for i, src in enumerate(sources))))
         if not publisher.loopback:
             log(f"stream.run: warning: {publisher.endpoint} is reachable from other machines"
                 + ("" if publisher.curve else ": anyone who reaches it can subscribe (firewall it)"))
@@ -236,9 +277,9 @@ def run(args, state: dict, watch: SignalWatch | None = None) -> int:
         name = args.asr_model or "tiny.en (bundled)"
         recognizer = _load(f"Whisper model {name}", lambda: Recognizer(cfg.asr))
         emotion = _load(f"emotion model {args.model or ''}".rstrip(), lambda: EmotionStage(cfg.emotion))
+        pipeline = Pipeline(cfg, sources, recognizer, emotion, publisher, observers=views.observers())
         log(f"models loaded in {time.monotonic() - t0:.1f} s: whisper {recognizer.model_name} "
-            f"({cfg.asr.compute_type}), emotion {emotion.name}")
-        pipeline = Pipeline(cfg, source, recognizer, emotion, publisher)
+            f"({cfg.asr.compute_type}, encoder window {recognizer.window.describe()}), emotion {emotion.name}")
         state["pipeline"] = pipeline
         if watch is not None:
             watch.pipeline = pipeline
@@ -246,17 +287,23 @@ def run(args, state: dict, watch: SignalWatch | None = None) -> int:
         t1 = time.monotonic()
         code = pipeline.run()
         log(pipeline.summary(time.monotonic() - t1))
-        for w in source.warnings[shown:]:
-            log(f"stream.run: warning: {w}")
+        for src, n in zip(sources, shown):
+            for w in src.warnings[n:]:
+                log(f"stream.run: warning: {w}")
         if pipeline.source_hung and not pipeline.source_error:
-            log(f"stream.run: warning: {source.error or 'the audio source did not stop in time'}")
+            for src in sources:
+                log(f"stream.run: warning: {src.error or 'the audio source did not stop in time'}")
         if pipeline.source_error:
             log(f"stream.run: {pipeline.source_error}")
+        views.finish(stopped=pipeline.stop_requested.is_set(),
+                     meta={"source": "; ".join(src.describe() for src in sources)})
         return code
     finally:
         if not getattr(state.get("pipeline"), "source_hung", False):
-            stop_source(source, "close")
+            for src in sources:
+                stop_source(src, "close")
         publisher.close()
+        views.close()
 
 
 def _install_signals(pipeline) -> None:

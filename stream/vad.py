@@ -126,13 +126,18 @@ Event = SpeechStart | SpeechGrow | SpeechPause | SpeechEnd | SpeechDiscard
 class Segmenter:
     """Feed frames in order with `push`; it returns the events each frame caused. `flush` at end of input."""
 
-    def __init__(self, cfg: VadConfig | None = None, grow_every_ms: int | None = 700):
+    def __init__(self, cfg: VadConfig | None = None, grow_every_ms: int | None = 700,
+                 first_grow_ms: int | None = None):
+        """grow_every_ms: a SpeechGrow per this much new voiced speech (None: never); first_grow_ms: the
+        first one already after this much (default: grow_every_ms), so a first partial comes early."""
         import webrtcvad
 
         self.cfg = cfg = (cfg or VadConfig()).validate()
         self.vad = webrtcvad.Vad(cfg.aggressiveness)
         self.fs = cfg.frame_samples
         self.grow_every = None if not grow_every_ms else grow_every_ms * SAMPLE_RATE // 1000
+        self.first_grow = self.grow_every if not first_grow_ms or not self.grow_every else \
+            min(self.grow_every, first_grow_ms * SAMPLE_RATE // 1000)
         self.window = max(1, cfg.start_window_ms // cfg.frame_ms)
         ring = self.window + -(-cfg.preroll_ms // cfg.frame_ms)
         self.ring: deque[tuple[np.ndarray, int, bool]] = deque(maxlen=ring)  # (samples, start, voiced)
@@ -192,7 +197,8 @@ class Segmenter:
         if voiced:
             self.silence = 0
             self.paused = False
-            if self.grow_every and utt.voiced_samples - self.grown_at >= self.grow_every:
+            due = self.grow_every if self.revision else self.first_grow
+            if self.grow_every and utt.voiced_samples - self.grown_at >= due:
                 self.grown_at = utt.voiced_samples
                 self.revision += 1
                 events.append(SpeechGrow(utt, utt.end, self.revision, utt.audio()))

@@ -5,7 +5,9 @@ random checkpoint (d_model 64) is exported once per test session and shared with
 """
 
 import json
+import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -339,3 +341,59 @@ def test_tensorrt_engine_matches_onnxruntime(exported, tmp_path):
     for a, b in zip(trt_b.predict_batch(frames, texts), ort_b.predict_batch(frames, texts)):
         assert max(abs(a.probs[k] - b.probs[k]) for k in a.probs) < 1e-2
         assert a.modalities == b.modalities
+
+
+# ----------------------------------------------------------------------------------------- explicit INT8
+
+
+def test_quantize_writes_a_qdq_export_that_onnxruntime_runs(exported, tmp_path, capsys):
+    """INT8 the way TensorRT 10 wants it: Q/DQ nodes (symmetric, zero point 0) calibrated on real-shaped
+    feeds, in a complete export folder of its own; the float graph is left as it was."""
+    import onnx
+    import onnxruntime as ort
+
+    from export.__main__ import main
+    from export.check import random_feeds
+    from export.onnx_export import onnx_sha256
+    from export.quantize import has_qdq
+    from fdrl_core.export_format import OnnxSidecar
+
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        np.save(calib / f"u{i}.npy", rng.standard_normal((60 + 10 * i, 384)).astype(np.float32))
+        (calib / f"u{i}.txt").write_text(["I am so happy today", "leave me alone", "fine", ""][i % 4])
+    out = tmp_path / "int8"
+    assert main(["quantize", "--onnx", str(exported["onnx"]), "--calib", str(calib), "--out", str(out),
+                 "--items", "8", "--method", "minmax"]) == 0
+    capsys.readouterr()
+    assert has_qdq(out / "fdrl.onnx") and not has_qdq(exported["onnx"] / "fdrl.onnx")
+    model = onnx.load(str(out / "fdrl.onnx"), load_external_data=False)
+    zero_points = [i for i in model.graph.initializer if "zero_point" in i.name]
+    assert zero_points and all(not any(onnx.numpy_helper.to_array(z).ravel()) for z in zero_points)  # symmetric
+    side = OnnxSidecar.load(out)
+    assert side.onnx_sha256 == onnx_sha256(out) != OnnxSidecar.load(exported["onnx"]).onnx_sha256
+    assert side.extra["quantization"]["format"].startswith("QDQ int8")
+    assert (out / "tokenizer.json").is_file()
+    feeds = random_feeds(2, 50, 6, "ragged")
+    probs = ort.InferenceSession(str(out / "fdrl.onnx"), providers=["CPUExecutionProvider"]).run(["probs"], feeds)[0]
+    assert np.isfinite(probs).all() and np.allclose(probs.sum(-1), 1, atol=1e-4)
+    assert main(["quantize", "--onnx", str(out), "--calib", str(calib), "--out", str(tmp_path / "again")]) == 1
+    assert "already quantized" in capsys.readouterr().err
+
+
+def test_calibration_reads_a_manifest_without_the_training_package(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "a.wav").write_bytes(b"")
+    (tmp_path / "m.csv").write_text("path,text,label\na.wav,hello there,happy\n/abs/b.wav,,sad\n")
+    code = ("import sys; from export.calib import find_items; items = find_items(sys.argv[1], 10); "
+            "assert 'train' not in sys.modules and 'train.corpora' not in sys.modules, 'imported train'; "
+            "print([(str(i.wav), i.text) for i in items])")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.csv")], capture_output=True, text=True,
+                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str([(str(tmp_path / "a.wav"), "hello there"), ("/abs/b.wav", "")])

