@@ -9,6 +9,8 @@ import os
 import shlex
 import sys
 
+from fdrl_core.cli import add_debug_flag, debug_requested, run_main
+
 # name -> (module, one-line help); a new benchmark is one more entry here
 BENCHMARKS = {
     "headline": ("bench.headline", "the default: TRUE end of speech -> final emotion at a subscriber, ours vs the "
@@ -46,22 +48,9 @@ def _add_all(sub) -> argparse.ArgumentParser:
     return p
 
 
-def _error_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
 def _run_one(name: str, module, args) -> int:
-    try:
-        return int(module.run(args) or 0)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as e:  # one line, not a traceback; FDRL_DEBUG=1 shows it
-        if os.environ.get("FDRL_DEBUG"):
-            raise
-        print(f"bench {name}: {_error_line(e)}", file=sys.stderr)
-        return 1
+    # the benchmarks report a bad --audio/--model/--backend as ValueError
+    return run_main(f"bench {name}", lambda: module.run(args), debug=debug_requested(args), input_errors=(ValueError,))
 
 
 def _run_all(args, parsers: dict, modules: dict) -> int:
@@ -76,6 +65,7 @@ def _run_all(args, parsers: dict, modules: dict) -> int:
                 argv += [f"--{opt}", str(value)]
         print(f"== python -m bench {name} {shlex.join(argv)}", file=sys.stderr, flush=True)
         sub_args = p.parse_args(argv)
+        sub_args.debug = args.debug
         sub_args.command_line = f"python -m bench {name} {shlex.join(argv)}".strip()
         codes[name] = _run_one(name, modules[name], sub_args)
         if codes[name] == 130:
@@ -100,9 +90,11 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name, help=help_text, description=getattr(modules[name], "__doc__", help_text),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         modules[name].add_arguments(p)
+        add_debug_flag(p)
         parsers[name] = argparse.ArgumentParser(prog=f"python -m bench {name}")
         modules[name].add_arguments(parsers[name])
-    _add_all(sub)
+        add_debug_flag(parsers[name])
+    add_debug_flag(_add_all(sub))
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv = ["headline", *argv]  # the default benchmark
     args = parser.parse_args(argv)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
+
+from fdrl_core.cli import EXIT_FAILURE, add_debug_flag, debug_requested, first_line, run_main
 
 DEFAULT_ONNX_OUT = "build/onnx"
 
@@ -107,6 +108,8 @@ def _parser() -> argparse.ArgumentParser:
                                                             "else ~/.cache/fdrl/engines)")
     e.add_argument("--fp16", action="store_true", help="want an FP16 engine")
     e.add_argument("--workspace-mb", type=int, default=512, help="builder workspace limit in MB (default 512)")
+    for sp in (o, d, c, t, q, e):
+        add_debug_flag(sp)
     return p
 
 
@@ -196,35 +199,39 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     handlers = {"onnx": _cmd_onnx, "demo": _cmd_demo, "check": _cmd_check, "trt": _cmd_trt,
                 "quantize": _cmd_quantize, "ensure-engine": _cmd_ensure}
-    try:
-        return handlers[args.command](args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as e:  # one line instead of a traceback; FDRL_DEBUG=1 shows the traceback
-        if os.environ.get("FDRL_DEBUG"):
-            raise
-        return _report(args.command, e)
+
+    def body() -> int:
+        from export.trt_build import TensorRTMissing
+
+        try:
+            return handlers[args.command](args)
+        except TensorRTMissing as e:  # its message is the whole story (what to install where)
+            print(first_line(e), file=sys.stderr)
+            return EXIT_FAILURE
+
+    return run_main(f"export {args.command}", body, debug=debug_requested(args), input_errors=_input_errors(),
+                    run_errors=_run_errors())
 
 
-def _report(command: str, e: Exception) -> int:
+def _input_errors() -> tuple[type[BaseException], ...]:
+    """What the user gave us: model/ONNX folders, calibration data, arguments (exit 2). Export, check and
+    build failures are run-time failures (exit 1), as is a missing TensorRT."""
     from export.calib import CalibrationError
+    from fdrl_core.assets import AssetError
+    from fdrl_core.checkpoint import CheckpointError
+
+    return (AssetError, CheckpointError, CalibrationError)
+
+
+def _run_errors() -> tuple[type[BaseException], ...]:
     from export.check import CheckError
     from export.onnx_export import ExportError
     from export.quantize import QuantizeError
-    from export.trt_build import BuildError, TensorRTMissing
+    from export.trt_build import BuildError
     from fdrl_core.packed_onnx import PackError
 
-    text = str(e).strip()
-    msg = text.splitlines()[0] if text else type(e).__name__
-    if isinstance(e, TensorRTMissing):
-        print(msg, file=sys.stderr)
-    elif isinstance(e, (ExportError, CheckError, BuildError, CalibrationError, QuantizeError, PackError, ValueError,
-                        OSError)):
-        print(f"export {command}: {msg}", file=sys.stderr)
-    else:  # not an anticipated failure: name it, so a bug report has something to go on
-        print(f"export {command}: {type(e).__name__}: {msg} (set FDRL_DEBUG=1 for the traceback)", file=sys.stderr)
-    return 1
+    return (ExportError, CheckError, BuildError, QuantizeError, PackError)
+
 
 
 if __name__ == "__main__":

@@ -10,13 +10,14 @@ import hashlib
 import json
 from pathlib import Path
 
+from fdrl_core.cli import InputError
 from fdrl_core.config import FDRLConfig
 from fdrl_core.labels import LabelSet
 
 WEIGHTS, CONFIG, LABELS, META = "model.safetensors", "config.json", "labels.json", "meta.json"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint folder that is missing, incomplete, or does not fit the code."""
 
 
@@ -43,17 +44,32 @@ def read_config(folder: str | Path) -> FDRLConfig:
         if not (folder / name).is_file():
             raise CheckpointError(f"{folder} is not an FDRL checkpoint: {name} is missing")
     try:
-        cfg = FDRLConfig.load(folder / CONFIG)
-        if (folder / LABELS).is_file():  # labels.json is authoritative for the label set
+        cfg = FDRLConfig.load(folder / CONFIG)  # errors start with the file's path
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(str(e)) from None  # "<folder>/config.json: field ..."
+    except OSError as e:
+        raise CheckpointError(f"{folder / CONFIG}: cannot read ({e.strerror})") from None
+    if (folder / LABELS).is_file():  # labels.json is authoritative for the label set
+        try:
             cfg.labels = LabelSet.load(folder / LABELS)
-    except (ValueError, KeyError, TypeError) as e:
-        raise CheckpointError(f"{folder / CONFIG}: not a valid FDRL config ({e})") from None
+        except ValueError as e:
+            raise CheckpointError(str(e)) from None  # "<folder>/labels.json line ..."
+        except OSError as e:
+            raise CheckpointError(f"{folder / LABELS}: cannot read ({e.strerror})") from None
     return cfg
 
 
 def read_meta(folder: str | Path) -> dict:
     path = Path(folder) / META
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({getattr(e, 'msg', e)})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    return meta
 
 
 def load_checkpoint(folder: str | Path, map_location: str = "cpu"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -53,6 +54,10 @@ class FDRLConfig:
         if isinstance(self.labels, dict):
             self.labels = LabelSet.from_dict(self.labels)
         checks = [
+            (min(self.speech_dim, self.text_dim, self.max_speech_frames, self.max_text_tokens, self.d_model,
+                 self.encoder_layers, self.heads, self.fusion_heads) >= 1,
+             "dimensions, lengths, layers and heads must be >= 1"),
+            (0 <= self.dropout < 1, "dropout must be in [0, 1)"),
             (self.encoder in ("mlp", "transformer"), f"encoder must be 'mlp' or 'transformer', not {self.encoder!r}"),
             (self.align_variant in ("A", "B"), f"align_variant must be 'A' or 'B', not {self.align_variant!r}"),
             (self.grl_schedule in ("dann", "constant"), "grl_schedule must be 'dann' or 'constant'"),
@@ -80,22 +85,70 @@ class FDRLConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> FDRLConfig:
+        """Checked field by field, so a bad value is reported as "field 'd_model': expected an integer,
+        got 'banana'" rather than whatever the first arithmetic on it raises."""
+        if not isinstance(d, dict):
+            raise ValueError(f"expected a JSON object of config fields, got {type(d).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"FDRLConfig: unknown keys {unknown} (config from a newer version?)")
-        return cls(**d)
+        hints = typing.get_type_hints(cls)
+        return cls(**{k: _checked(k, v, hints[k]) for k, v in d.items()})
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> FDRLConfig:
-        return cls.from_dict(json.loads(text))
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"line {e.lineno} column {e.colno}: not valid JSON ({e.msg})") from None
+        return cls.from_dict(d)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(self.to_json())
 
     @classmethod
     def load(cls, path: str | Path) -> FDRLConfig:
-        return cls.from_json(Path(path).read_text())
+        """From a config.json; errors name the file (and line or field)."""
+        path = Path(path)
+        try:
+            return cls.from_json(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path}: not UTF-8 text (byte {e.start})") from None
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
+
+
+def _checked(name: str, value, hint):
+    """`value` if it fits the field's type (ints are accepted for floats, lists for tuples)."""
+    def bad(expected: str):
+        return ValueError(f"field {name!r}: expected {expected}, got {value!r}")
+
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise bad("true or false")
+    elif hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad("an integer")
+    elif hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad("a number")
+        return float(value)
+    elif hint is str:
+        if not isinstance(value, str):
+            raise bad("a string")
+    elif typing.get_origin(hint) is tuple:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(x, str) for x in value):
+            raise bad("a list of strings")
+    elif hint is LabelSet:
+        if not isinstance(value, (dict, LabelSet)):
+            raise bad("a label set object {name, classes, aliases}")
+        if isinstance(value, dict):
+            try:
+                return LabelSet.from_dict(value)
+            except ValueError as e:
+                raise ValueError(f"field {name!r}: {e}") from None
+    return value

@@ -44,14 +44,40 @@ class LabelSet:
 
     @classmethod
     def from_dict(cls, d: dict) -> LabelSet:
-        return cls(name=d["name"], classes=tuple(d["classes"]), aliases=dict(d.get("aliases", {})))
+        """Checked: a missing or mistyped field is named (ValueError)."""
+        if not isinstance(d, dict):
+            raise ValueError(f"expected a JSON object {{name, classes, aliases}}, got {type(d).__name__}")
+        for key in ("name", "classes"):
+            if key not in d:
+                raise ValueError(f"missing field {key!r}")
+        if not isinstance(d["name"], str):
+            raise ValueError(f"field 'name': expected a string, got {d['name']!r}")
+        classes = d["classes"]
+        if not isinstance(classes, (list, tuple)) or not all(isinstance(c, str) for c in classes):
+            raise ValueError(f"field 'classes': expected a list of strings, got {classes!r}")
+        aliases = d.get("aliases", {})
+        if not isinstance(aliases, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                    for k, v in aliases.items()):
+            raise ValueError(f"field 'aliases': expected an object of strings, got {aliases!r}")
+        return cls(name=d["name"], classes=tuple(classes), aliases=dict(aliases))
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> LabelSet:
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """From a labels.json; errors name the file (and line or field)."""
+        path = Path(path)
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path}: not UTF-8 text (byte {e.start})") from None
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} line {e.lineno} column {e.colno}: not valid JSON ({e.msg})") from None
+        try:
+            return cls.from_dict(d)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
 
 
 IEMOCAP4 = LabelSet(

@@ -531,7 +531,7 @@ def open_backend(kind: str = "auto", model: str | Path | None = None, *, device:
     for note in notes:
         log.warning(note)
     errors = []
-    for which, path in order:
+    for i, (which, path) in enumerate(order):
         try:
             if which == "tensorrt":
                 return TensorRTBackend(path)
@@ -539,8 +539,9 @@ def open_backend(kind: str = "auto", model: str | Path | None = None, *, device:
                 return OnnxRuntimeBackend(path, device=device, threads=threads)
             return TorchBackend(path, device=device, threads=threads)
         except BackendError as e:
-            if kind != "auto":
+            if kind != "auto" or len(order) == 1:  # nothing to fall back to: the one error, said once
                 raise
             errors.append(f"{which}: {e}")
-            log.warning("%s backend unavailable (%s); falling back", which, e)
+            if i + 1 < len(order):
+                log.warning("%s backend unavailable (%s); falling back", which, e)
     raise BackendError("no emotion backend could be opened: " + "; ".join(errors or ["nothing to open"]))

@@ -79,9 +79,13 @@ class MessageFactory:
 
     def status(self, *, kind: str, source: str, audio_time: float, uptime_s: float, counters: dict,
                rtf: float | None, rss_mb: float | None, latency_ms: dict | None = None, error: dict | None = None,
-               device: dict | None = None) -> dict:
+               device: dict | None = None, endpoint: str | None = None, curve: bool | None = None) -> dict:
         msg = {**self._header("status"), "kind": kind, "source": source, "audio_time": _r(audio_time),
                "uptime_s": _r(uptime_s), "counters": counters, "rtf": _r(rtf, 4), "rss_mb": _r(rss_mb, 1)}
+        if endpoint is not None:
+            msg["endpoint"] = endpoint
+        if curve is not None:
+            msg["curve"] = curve
         if latency_ms is not None:
             msg["latency_ms"] = latency_ms
         if error is not None:

@@ -34,7 +34,7 @@ from stream.asr import LocalAgreement
 from stream.config import PipelineConfig
 from stream.events import Observers
 from stream.messages import MessageFactory, format_line, new_stream_id
-from stream.sources import AudioSource, SourceError
+from stream.sources import AudioSource, SourceError, SourceRelease
 from stream.tegrastats import snapshot as device_snapshot
 from stream.vad import Segmenter, SpeechDiscard, SpeechEnd, SpeechGrow, SpeechPause, SpeechStart
 
@@ -238,6 +238,9 @@ class Pipeline:
         self.partial_clock: tuple[float, float | None] = (0.0, None)  # last partial: start, cost (s)
         self.tegra = device_snapshot  # Jetson telemetry; returns None elsewhere
         self.t_source = None
+        # stop + close of every source with one deadline: a frozen driver cannot hang the stop
+        self.releases = [SourceRelease(st.source) for st in self.streams]
+        self.source_hung = False  # a source's stop()/close() did not return in time and was abandoned
 
     # ------------------------------------------------------------ single-stream views (API of one stream)
 
@@ -275,8 +278,8 @@ class Pipeline:
     def request_stop(self) -> None:
         """Ctrl-C / SIGTERM: stop capturing; what was captured is still processed and published."""
         self.stop_requested.set()
-        for s in self.streams:
-            s.source.stop()
+        for r in self.releases:
+            r.start()  # returns at once; frames() ends with what was captured
 
     def run(self) -> int:
         """Returns 0 when the inputs ended or a stop was requested, 1 when a source failed."""
@@ -305,8 +308,11 @@ class Pipeline:
                 worker.join()
             self.done.set()
             hb.join(timeout=2 * self.cfg.heartbeat_s)
-            for s in self.streams:
-                s.source.close()
+            for r in self.releases:
+                r.start()
+            for s, r in zip(self.streams, self.releases):
+                if not r.wait():
+                    self.source_hung = True
                 self._status(s, "stop")
         return 1 if self.source_error else 0
 
@@ -530,7 +536,16 @@ class Pipeline:
             line = format_line(topic, msg)
             if len(self.streams) > 1:
                 line = f"[{s.index}] {line}"
-            print(line, file=self.out, flush=True)
+            try:
+                print(line, file=self.out, flush=True)
+            except BrokenPipeError:  # `| head`: the reader left; messages are still published
+                self.cfg.print_lines = False
+                try:
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), self.out.fileno())
+                except (OSError, ValueError):
+                    pass
+                print("stream: stdout was closed; lines are no longer printed (messages are still published)",
+                      file=self.log, flush=True)
 
     def _printable(self, topic: str, msg: dict) -> bool:
         if topic == "emotion":
@@ -575,14 +590,16 @@ class Pipeline:
     def _error(self, s: Stream, utterance_id: int | None, stage: str, message: str) -> None:
         s.stats.errors += 1
         who = f"{s.stream_id}: " if len(self.streams) > 1 else ""
-        print(f"stream: {who}utterance {utterance_id} failed in {stage}: {message}" if utterance_id is not None
-              else f"stream: {who}{message}", file=self.log, flush=True)
+        if stage != "source":  # a source failure ends that stream; stream.run reports it once, last
+            print(f"stream: {who}utterance {utterance_id} failed in {stage}: {message}" if utterance_id is not None
+                  else f"stream: {who}{message}", file=self.log, flush=True)
         self._status(s, "error", error={"utterance_id": utterance_id, "stage": stage, "message": message[:500]})
 
     def counters(self, s: Stream | None = None) -> dict:
         s = s or self.streams[0]
         return {"utterances": s.stats.utterances, "partials": s.stats.partials,
                 "discarded": s.stats.discarded, "dropped_audio_frames": s.source.dropped_frames,
+                "dropped_blocks": s.source.dropped_blocks, "input_overflows": s.source.overflows,
                 "queue_depth": s.source.queue_depth(), "pending_work": len(self.work) if self.work else 0,
                 "errors": s.stats.errors,
                 "messages_sent": self.publisher.sent, "send_failures": self.publisher.failures}
@@ -598,7 +615,8 @@ class Pipeline:
             self._send(s, "status", s.msgs.status(
                 kind=kind, source=s.source.describe(), audio_time=s.stats.audio_s,
                 uptime_s=time.monotonic() - self.t_start, counters=self.counters(s), rtf=s.stats.rtf,
-                rss_mb=rss_mb(), latency_ms=s.stats.latency(), error=error, device=device or None))
+                rss_mb=rss_mb(), latency_ms=s.stats.latency(), error=error, device=device or None,
+                endpoint=getattr(self.publisher, "endpoint", None), curve=getattr(self.publisher, "curve", None)))
 
     def _heartbeat(self) -> None:
         while not self.done.wait(self.cfg.heartbeat_s):

@@ -13,13 +13,20 @@ import argparse
 import os
 import signal
 import sys
+import threading
 import time
+from typing import TYPE_CHECKING
 
-from stream.asr import AsrConfig
-from stream.config import PipelineConfig
-from stream.emotion import EmotionConfig
+from fdrl_core.cli import EXIT_FAILURE, InputError, add_debug_flag, debug_requested, first_line, run_main
 from stream.publisher import DEFAULT_ENDPOINT
-from stream.vad import VadConfig
+
+if TYPE_CHECKING:
+    from stream.config import PipelineConfig
+
+# numpy, faster-whisper & co. are imported inside the functions, after main() has installed the signal
+# handlers: a Ctrl-C or SIGTERM while a busy machine is still loading them is a clean stop, not a traceback
+
+STOP_TIMEOUT_S = 4.5  # Ctrl-C/SIGTERM -> exit, whatever the audio driver or a pass in flight does
 
 EPILOG = """examples:
   python -m stream.run --demo                      # bundled recording, prints one line per utterance
@@ -32,11 +39,19 @@ EPILOG = """examples:
   python -m stream.run --file talk.wav --report talk.html  # one HTML file: timeline, transcript, scores
 
 messages: topics 'emotion', 'transcript', 'status' as multipart [topic, json]; the contract is
-stream/schema/*.json. Exit status: 0 done or stopped, 1 the audio source failed, 2 bad arguments or
-setup (no microphone, unreadable file, missing model, endpoint in use)."""
+stream/schema/*.json. Beyond loopback, use CURVE (python -m stream.keys; --curve-secret) or say
+--insecure-bind-any.
+
+exit status: 0 done or stopped (Ctrl-C/SIGTERM publish the utterance in flight and end within
+--stop-timeout seconds, whatever the audio driver does), 1 the run failed (the audio source stopped
+delivering, an unexpected error), 2 a usage or input error (bad argument, no microphone, unreadable
+file, bad model folder, endpoint malformed or in use). Errors are one line; --debug adds the traceback."""
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from stream.asr import AsrConfig
+    from stream.vad import VadConfig
+
     d_vad, d_asr = VadConfig(), AsrConfig()
     ap = argparse.ArgumentParser(prog="python -m stream.run", description=__doc__.split("\n\n")[1],
                                  epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -108,7 +123,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="longer speech is split (default: %(default)s)")
 
     pub = ap.add_argument_group("publishing and output")
-    pub.add_argument("--endpoint", default=DEFAULT_ENDPOINT, help="ZeroMQ PUB bind address (default: %(default)s)")
+    pub.add_argument("--endpoint", default=DEFAULT_ENDPOINT,
+                     help="ZeroMQ bind address, tcp://HOST:PORT (PORT * = any free port; the bound address is "
+                          "printed and in the status messages) or ipc://PATH (default: %(default)s)")
+    pub.add_argument("--curve-secret", metavar="FILE",
+                     help="encrypt with CURVE using this server secret key (python -m stream.keys makes one); "
+                          "subscribers then need the matching public key")
+    pub.add_argument("--curve-clients", metavar="DIR",
+                     help="with --curve-secret: only subscribers whose public key (*.key) is in DIR may connect")
+    pub.add_argument("--insecure-bind-any", action="store_true",
+                     help="allow a non-loopback --endpoint without CURVE (anyone who reaches the port can "
+                          "subscribe; only on a trusted, firewalled network)")
     pub.add_argument("--stream-id", help="stream id in every message (default: host-pid-random); with several "
                                          "sources, stream i gets ID-i")
     pub.add_argument("--heartbeat", type=float, default=1.0, metavar="S", help="status interval (default: %(default)s)")
@@ -121,11 +146,19 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also serve the live dashboard page (default 127.0.0.1:8765; loopback only); when the "
                           "input ends it stays up until Ctrl-C")
     pub.add_argument("--report", metavar="OUT.html", help="write a self-contained HTML report of the run at the end")
-    pub.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    pub.add_argument("--stop-timeout", type=float, default=STOP_TIMEOUT_S, metavar="S",
+                     help="after Ctrl-C/SIGTERM, finish the utterance in flight for at most S seconds, then exit "
+                          "regardless (default: %(default)s)")
+    add_debug_flag(pub)
     return ap
 
 
 def config_from_args(args) -> PipelineConfig:
+    from stream.asr import AsrConfig
+    from stream.config import PipelineConfig
+    from stream.emotion import EmotionConfig
+    from stream.vad import VadConfig
+
     vad = VadConfig(aggressiveness=args.vad_aggressiveness, frame_ms=args.frame_ms, preroll_ms=args.preroll_ms,
                     hangover_ms=args.hangover_ms, tail_ms=min(args.tail_ms, args.hangover_ms),
                     min_speech_ms=args.min_speech_ms, max_utterance_s=args.max_utterance)
@@ -144,15 +177,11 @@ def config_from_args(args) -> PipelineConfig:
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
+    """Setup errors that are the user's input (model folders, files, devices, endpoints): exit 2."""
     from fdrl_core.assets import AssetError
-    from fdrl_core.audio import AudioError
-    from fdrl_core.checkpoint import CheckpointError
     from stream.emotion import ModelMissing
-    from stream.publisher import PublisherError
-    from stream.sources import SourceError
 
-    errors: list[type[BaseException]] = [AssetError, AudioError, CheckpointError, ModelMissing, PublisherError,
-                                         SourceError, ValueError, RuntimeError]
+    errors: list[type[BaseException]] = [AssetError, ModelMissing]
     try:
         from stream.backends import BackendError
 
@@ -162,19 +191,51 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def run(args) -> int:
+def _check_args(args) -> None:
+    if args.loop < 1:
+        raise InputError(f"--loop must be >= 1, not {args.loop}")
+    if args.stop_timeout <= 0:
+        raise InputError("--stop-timeout must be > 0")
+    if args.device is not None and not args.mic:
+        raise InputError("--device only applies to --mic")
+    if args.beam_size < 1:
+        raise InputError("--beam-size must be >= 1")
+    if args.partial_every < 0:
+        raise InputError("--partial-every must be >= 0")
+
+
+def _load(what: str, fn):
+    """Model loading: a library's ValueError/RuntimeError about the folder or settings the user chose is
+    an input error naming the model, not a crash."""
+    try:
+        return fn()
+    except (InputError, *_expected_errors()):
+        raise
+    except (ValueError, RuntimeError, OSError) as e:
+        msg = first_line(e)
+        raise InputError(msg if msg.lower().startswith("cannot load") else f"cannot load the {what}: {msg}") from e
+
+
+def run(args, state: dict, watch: SignalWatch | None = None) -> int:
     from stream.emotion import resolve_model
-    from stream.sources import list_devices, open_source
+    from stream.publisher import Security
+    from stream.sources import list_devices, open_source, stop_source
 
     if args.list_devices:
         print(list_devices())
         return 0
-    cfg = config_from_args(args).validate()
+    _check_args(args)
+    try:
+        cfg = config_from_args(args).validate()
+    except ValueError as e:
+        raise InputError(str(e)) from e
     wanted = [("mic", None, dev or args.device) for dev in args.mic or []]
     wanted += [("file", path, None) for path in args.file or []]
     wanted += [("demo", None, None)] if args.demo else []
     if not wanted:
-        raise ValueError("no audio source: give --mic, --file PATH or --demo (see --help)")
+        raise InputError("no audio source: give --mic, --file PATH or --demo (see --help)")
+    if any(not path.strip() for path in args.file or []):
+        raise InputError("--file needs a path")
     sources = []
     try:
         for kind, path, device in wanted:
@@ -183,89 +244,207 @@ def run(args) -> int:
         resolve_model(cfg.emotion.model)  # fail before the slow part
     except BaseException:
         for src in sources:
-            src.close()
+            stop_source(src, "close")
         raise
+    for src in sources:
+        for w in src.warnings:
+            log(f"stream.run: warning: {w}")
 
     from stream.dashboard.attach import RunViews
     from stream.publisher import Publisher
 
     views = RunViews.from_args(args, label=cfg.endpoint)  # --dashboard/--report: checked before the slow part
-    publisher = Publisher(cfg.endpoint, sndhwm=cfg.sndhwm)  # bound early: subscribers connect while we load
+    security = Security(secret_key_file=args.curve_secret, client_keys_dir=args.curve_clients,
+                        allow_insecure=args.insecure_bind_any)
+    publisher = Publisher(cfg.endpoint, sndhwm=cfg.sndhwm, security=security)  # subscribers connect while we load
+    state["publisher"] = publisher
+    shown = [len(src.warnings) for src in sources]
     try:
         views.start(publisher)
-        log(f"publishing on {cfg.endpoint}; " + ("source: " + sources[0].describe() if len(sources) == 1 else
+        how = ("CURVE, " + ("clients from " + args.curve_clients if args.curve_clients else "any client key")
+               if publisher.curve else "plaintext")
+        log(f"publishing on {publisher.endpoint} ({how}); " + ("source: " + sources[0].describe()
+            if len(sources) == 1 else
             f"{len(sources)} sources: " + "; ".join(f"[{i}] {src.describe()}" for i, src in enumerate(sources))))
+        if not publisher.loopback:
+            log(f"stream.run: warning: {publisher.endpoint} is reachable from other machines"
+                + ("" if publisher.curve else ": anyone who reaches it can subscribe (firewall it)"))
         t0 = time.monotonic()
         from stream.asr import Recognizer
         from stream.emotion import EmotionStage
         from stream.pipeline import Pipeline
 
-        recognizer = Recognizer(cfg.asr)
-        emotion = EmotionStage(cfg.emotion)
+        name = args.asr_model or "tiny.en (bundled)"
+        recognizer = _load(f"Whisper model {name}", lambda: Recognizer(cfg.asr))
+        emotion = _load(f"emotion model {args.model or ''}".rstrip(), lambda: EmotionStage(cfg.emotion))
         pipeline = Pipeline(cfg, sources, recognizer, emotion, publisher, observers=views.observers())
         log(f"models loaded in {time.monotonic() - t0:.1f} s: whisper {recognizer.model_name} "
             f"({cfg.asr.compute_type}, encoder window {recognizer.window.describe()}), emotion {emotion.name}")
+        state["pipeline"] = pipeline
+        if watch is not None:
+            watch.pipeline = pipeline
         _install_signals(pipeline)
         t1 = time.monotonic()
         code = pipeline.run()
         log(pipeline.summary(time.monotonic() - t1))
+        for src, n in zip(sources, shown):
+            for w in src.warnings[n:]:
+                log(f"stream.run: warning: {w}")
+        if pipeline.source_hung and not pipeline.source_error:
+            for src in sources:
+                log(f"stream.run: warning: {src.error or 'the audio source did not stop in time'}")
         if pipeline.source_error:
             log(f"stream.run: {pipeline.source_error}")
         views.finish(stopped=pipeline.stop_requested.is_set(),
                      meta={"source": "; ".join(src.describe() for src in sources)})
         return code
     finally:
-        for src in sources:
-            src.close()
+        if not getattr(state.get("pipeline"), "source_hung", False):
+            for src in sources:
+                stop_source(src, "close")
         publisher.close()
         views.close()
 
 
 def _install_signals(pipeline) -> None:
+    """First Ctrl-C/SIGTERM/SIGHUP: stop capturing, finish and publish the utterance in flight (the
+    SignalWatch deadline ends the process if that takes too long). Second: leave at once."""
+
     def handler(signum, frame):
         if pipeline.stop_requested.is_set():  # second Ctrl-C: leave now
             log("stream.run: interrupted again, exiting without finishing")
-            os._exit(130)
+            hard_exit(130)
         log(f"stream.run: {signal.Signals(signum).name}: finishing the utterance in flight (again to abort)")
-        pipeline.request_stop()
+        pipeline.request_stop()  # returns at once: the source is released on its own thread
 
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, handler)
+
+
+class SignalWatch:
+    """The deadline after a stop signal, kept by a thread that does not depend on the main thread.
+
+    Python runs signal handlers in the main thread, between bytecodes; while the main thread is inside
+    a long C call (loading a model, a stuck driver) they wait. The C-level handler still writes the
+    signal number to the wakeup fd at once, and this thread, blocked on that fd, starts the deadline:
+    if the run has not ended `timeout` s after the first signal it exits the process (0 before the
+    stream started: nothing to lose; 1 after: the utterance in flight could not be finished). A second
+    signal exits at once."""
+
+    def __init__(self, timeout: float = STOP_TIMEOUT_S):
+        self.timeout = timeout
+        self.pipeline = None
+        self.finished = threading.Event()
+        self.r, self.w = os.pipe()
+        os.set_blocking(self.w, False)
+        self.old_fd = signal.set_wakeup_fd(self.w, warn_on_full_buffer=False)
+        threading.Thread(target=self._watch, name="signal-watch", daemon=True).start()
+
+    def _watch(self) -> None:
+        seen = 0
+        while True:
+            try:
+                data = os.read(self.r, 16)  # blocks (without the GIL) until a signal arrives
+            except OSError:
+                return
+            if not data or self.finished.is_set():
+                return
+            if seen == 0:
+                threading.Thread(target=self._deadline, name="stop-deadline", daemon=True).start()
+            seen += len(data)
+            if seen >= 2:  # a second signal: the main thread's handler leaves at once, if it can run
+                if not self.finished.wait(0.5):
+                    hard_exit(130)
+                return
+
+    def _deadline(self) -> None:
+        if self.finished.wait(self.timeout):
+            return
+        pipeline = self.pipeline
+        if pipeline is None or pipeline.t_source is None:
+            log("stream.run: stopped before the stream started (nothing to publish yet)")
+            hard_exit(0)
+        if pipeline.done.is_set():  # the stream ended; only the publisher's linger is left
+            return
+        log(f"stream.run: not finished {self.timeout:g} s after the stop request "
+            "(audio driver or a pass stuck); exiting now")
+        hard_exit(EXIT_FAILURE)
+
+    def close(self) -> None:
+        self.finished.set()
+        signal.set_wakeup_fd(self.old_fd)
+        try:
+            os.write(self.w, b"\0")  # wake the watcher so it sees `finished` and ends
+        except OSError:
+            pass
+        for fd in (self.w, self.r):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def hard_exit(code: int) -> None:
+    """Exit without running atexit handlers or joining threads: used when the audio driver is stuck
+    (PortAudio's own exit handler would wait on it forever)."""
+    for f in (sys.stdout, sys.stderr):
+        try:
+            f.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # Ctrl-C, service stop, terminal closed
+
+
 class _StopBeforeStart(BaseException):  # not swallowed by library `except Exception`
     pass
 
 
+_setup_stop = threading.Event()
+
+
 def _stop_during_setup(signum, frame):
-    raise _StopBeforeStart
+    if _setup_stop.is_set():  # again while the first one unwinds: leave now
+        hard_exit(130)
+    _setup_stop.set()
+    raise _StopBeforeStart(signal.Signals(signum).name)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may download at run time
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no weight-loading bars between our lines
-    signal.signal(signal.SIGTERM, _stop_during_setup)  # the pipeline installs its own once it runs
+    for sig in STOP_SIGNALS:  # first: loading takes seconds; the pipeline installs its own once it runs
+        signal.signal(sig, _stop_during_setup)
+    watch = SignalWatch()
+    state: dict = {}
     try:
-        return run(args)
-    except _StopBeforeStart:
-        log("stream.run: stopped before the stream started")
-        return 0
-    except _expected_errors() as e:
-        log(f"stream.run: {e}")
-        return 2
-    except KeyboardInterrupt:  # before the pipeline's own handler is installed
-        log("stream.run: interrupted")
-        return 130
-    except Exception as e:
-        if args.debug:
-            raise
-        log(f"stream.run: unexpected error: {type(e).__name__}: {e} (--debug shows the traceback)")
-        return 3
+        args = build_parser().parse_args(argv)
+        watch.timeout = args.stop_timeout
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may download at run time
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no weight-loading bars between our lines
+
+        def body() -> int:
+            try:
+                return run(args, state, watch)
+            except _StopBeforeStart as e:
+                log(f"stream.run: {e}: stopped before the stream started (nothing to publish yet)")
+                return 0
+
+        code = run_main("stream.run", body, debug=debug_requested(args), input_errors=_expected_errors())
+    except _StopBeforeStart as e:  # while parsing the arguments
+        log(f"stream.run: {e}: stopped before the stream started (nothing to publish yet)")
+        code = 0
+    finally:
+        watch.close()
+    from stream.sources import driver_hung
+
+    if driver_hung.is_set():  # the driver was abandoned mid-call: PortAudio's exit handler would hang
+        hard_exit(code)
+    return code
 
 
 if __name__ == "__main__":

@@ -1,9 +1,14 @@
 """Audio sources: microphone, file replay, bundled demo -> 16 kHz mono int16 frames of 10/20/30 ms.
 
 Every source has a producer (PortAudio callback or a reader thread) that only copies audio into a bounded
-queue, and a consumer side (`frames()`) that resamples and cuts it into fixed frames. The producer of a
-live source never blocks: when the consumer falls behind, blocks are dropped and counted, so the device
-never stalls. A file played as fast as possible is not live, so it blocks instead and loses nothing.
+queue, and a consumer side (`frames()`) that resamples (soxr, streaming) and cuts it into fixed frames.
+The producer of a live source never blocks: when the consumer falls behind, blocks are dropped and
+counted, so the device never stalls. A file played as fast as possible is not live, so it blocks instead
+and loses nothing. Files are read in blocks, so memory does not grow with their length.
+
+Every call into the audio driver has a deadline (`call_with_deadline`): a frozen audio server (PulseAudio
+stopped with SIGSTOP, a wedged USB device) cannot hang the process; the call is abandoned on a daemon
+thread, `driver_hung` is set and the caller exits without touching the driver again.
 """
 
 from __future__ import annotations
@@ -11,22 +16,55 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from math import ceil, gcd
 from pathlib import Path
 
 import numpy as np
 
-from fdrl_core.audio import SAMPLE_RATE, AudioError, load_audio, to_int16, to_mono_float
+from fdrl_core.audio import SAMPLE_RATE, AudioError, AudioFile, to_int16, to_mono_float
+from fdrl_core.cli import InputError
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
 DEMO_WAV = DEMO_DIR / "demo.wav"
 FALLBACK_RATES = (48000, 44100, 32000, 22050, 96000, 8000)
+DRIVER_TIMEOUT_S = 1.5  # stop/close of a stream (normally milliseconds)
+DRIVER_OPEN_TIMEOUT_S = 10.0  # loading PortAudio (it enumerates every device) and opening a stream
 
 
-class SourceError(RuntimeError):
+class SourceError(InputError, RuntimeError):
     """An audio source that cannot be opened or stopped delivering (one line, shown to the user)."""
+
+
+class DriverTimeout(SourceError):
+    """The audio driver did not return within its deadline; the call was abandoned."""
+
+
+driver_hung = threading.Event()  # set once any driver call was abandoned: never call the driver again
+
+
+def call_with_deadline(fn: Callable, timeout: float, what: str):
+    """Run `fn()` on a daemon thread and wait at most `timeout` s. A call that does not return is
+    abandoned (it cannot be cancelled) and DriverTimeout is raised; the waiting itself stays
+    interruptible, so signal handlers keep running."""
+    box: dict = {}
+
+    def target():
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # handed to the caller's thread
+            box["error"] = e
+
+    t = threading.Thread(target=target, name=f"driver: {what}", daemon=True)
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        driver_hung.set()
+        raise DriverTimeout(f"the audio driver did not return from {what} within {timeout:g} s "
+                            "(audio server frozen or device wedged?)")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
 
 
 @dataclass
@@ -41,53 +79,28 @@ class Frame:
 
 
 class StreamResampler:
-    """Polyphase resampling block by block, identical (to float rounding) to one `resample_poly` call
-    over the whole signal: each block is filtered with enough history on the left, and outputs are only
-    emitted once the filter has seen all the input they depend on."""
+    """soxr's streaming resampler (high quality) block by block; the output equals one `soxr.resample`
+    call over the whole signal, and the state it keeps is a filter's length, whatever the stream's."""
 
     def __init__(self, sr_in: int, sr_out: int = SAMPLE_RATE):
-        g = gcd(int(sr_in), int(sr_out))
-        self.up, self.down = int(sr_out) // g, int(sr_in) // g
-        # resample_poly's default filter: half-length 10 * max(up, down) taps at the upsampled rate
-        self.half = ceil(10 * max(self.up, self.down) / self.up) + 1  # in input samples
-        self.buf = np.zeros(0, dtype=np.float32)
-        self.buf_start = 0  # global input index of buf[0]; kept a multiple of `down` so the grids align
+        import soxr
+
+        self.sr_in, self.sr_out = int(sr_in), int(sr_out)
+        self.rs = soxr.ResampleStream(self.sr_in, self.sr_out, 1, dtype="float32", quality="HQ")
         self.n_in = 0
         self.n_out = 0
 
-    def _run(self, final: bool) -> np.ndarray:
-        from scipy.signal import resample_poly
-
-        if self.up == self.down == 1:
-            out, self.buf = self.buf, self.buf[:0]
-            self.n_out += len(out)
-            return out
-        if len(self.buf) == 0:
-            return np.zeros(0, dtype=np.float32)
-        y = resample_poly(self.buf, self.up, self.down)
-        first = self.buf_start * self.up // self.down  # global output index of y[0]
-        if final:
-            last = ceil(self.n_in * self.up / self.down)  # total outputs of the one-shot call
-        else:  # outputs whose filter support lies inside what has arrived
-            last = max(0, (self.n_in - self.half) * self.up // self.down)
-        lo, hi = self.n_out - first, min(len(y), last - first)
-        out = y[lo:hi].astype(np.float32) if hi > lo else np.zeros(0, dtype=np.float32)
-        self.n_out += len(out)
-        # drop history the next outputs no longer need (keep `half` samples before the next output)
-        keep_from = (self.n_out * self.down // self.up) - self.half
-        keep_from = max(self.buf_start, (keep_from // self.down) * self.down)
-        self.buf = self.buf[keep_from - self.buf_start:]
-        self.buf_start = keep_from
-        return out
-
     def process(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float32)
-        self.buf = np.concatenate([self.buf, x])
+        x = np.ascontiguousarray(x, dtype=np.float32)
         self.n_in += len(x)
-        return self._run(final=False)
+        y = self.rs.resample_chunk(x)
+        self.n_out += len(y)
+        return y
 
     def flush(self) -> np.ndarray:
-        return self._run(final=True)
+        y = self.rs.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+        self.n_out += len(y)
+        return y
 
 
 class AudioSource:
@@ -103,7 +116,9 @@ class AudioSource:
         self.queue_seconds = queue_seconds
         self.q: queue.Queue = queue.Queue(maxsize=1)  # resized in start()
         self.dropped_frames = 0  # in frames of `frame_ms` at 16 kHz
-        self.dropped_blocks = 0
+        self.dropped_blocks = 0  # blocks the producer had to throw away (the consumer fell behind)
+        self.overflows = 0  # input overflows the driver reported (audio lost before it reached us)
+        self.warnings: list[str] = []  # worth telling the user, not worth stopping for (a truncated file)
         self.stopping = threading.Event()
         self.error: str | None = None
         self.rate = SAMPLE_RATE
@@ -136,8 +151,16 @@ class AudioSource:
         raise NotImplementedError
 
     def stop(self) -> None:
-        """Stop producing; `frames()` still returns what was already captured, then ends."""
+        """Stop producing; `frames()` still returns what was already captured, then ends. A source that is
+        not live (a file read ahead of the pipeline) drops what it read ahead: nobody heard it yet, and
+        working through it would only delay the stop."""
         self.stopping.set()
+        if not self.live:
+            try:
+                while True:
+                    self.q.get_nowait()
+            except queue.Empty:
+                pass
 
     def close(self) -> None:
         self.stop()
@@ -189,7 +212,7 @@ class AudioSource:
 
 
 class FileSource(AudioSource):
-    """A WAV/FLAC file (any rate/channels: load_audio converts), looped `loop` times on one audio clock.
+    """A WAV/FLAC file (any rate/channels), looped `loop` times on one audio clock, read block by block.
 
     realtime=False: as fast as the pipeline consumes (blocking, nothing lost).
     realtime=True: paced like a microphone (never blocks; drops counted like a live device)."""
@@ -203,34 +226,41 @@ class FileSource(AudioSource):
         self.realtime = realtime
         self.live = realtime
         self.loop = max(1, int(loop))
-        self.audio = load_audio(self.path)  # raises AudioError with a one-line message
-        self.duration = len(self.audio) / SAMPLE_RATE
+        self.file = AudioFile(self.path)  # checks the file now: AudioError with a one-line message
+        self.warnings = self.file.warnings
+        self.rate = self.file.rate  # frames() resamples to 16 kHz as the blocks arrive
+        self.duration = self.file.duration
         self._thread: threading.Thread | None = None
 
+    def _block_frames(self) -> int:
+        """Paced: one frame's worth per block, like a sound card. Otherwise bigger reads (fewer calls)."""
+        per_frame = max(1, round(self.rate * self.frame_samples / SAMPLE_RATE))
+        return per_frame if self.realtime else per_frame * 32
+
     def start(self) -> None:
-        block = self.frame_samples
-        self._make_queue(block, SAMPLE_RATE)
+        block = self._block_frames()
+        self._make_queue(block, self.rate)
         self._thread = threading.Thread(target=self._produce, name="file-source", daemon=True)
         self._thread.start()
 
     def _produce(self) -> None:
-        pcm = to_int16(self.audio)
-        block = self.frame_samples
+        block = self._block_frames()
         t0 = time.monotonic()
         sent = 0
         try:
             for _ in range(self.loop):
-                for i in range(0, len(pcm), block):
+                for x in self.file.blocks(block):
                     if self.stopping.is_set():
                         return
                     if self.realtime:  # sleep until this block would have been captured
-                        due = t0 + (sent + block) / SAMPLE_RATE
+                        due = t0 + (sent + len(x)) / self.rate
                         delay = due - time.monotonic()
-                        if delay > 0:
-                            if self.stopping.wait(delay):
-                                return
-                    self._offer(pcm[i:i + block])
-                    sent += block
+                        if delay > 0 and self.stopping.wait(delay):
+                            return
+                    self._offer(x)
+                    sent += len(x)
+        except AudioError as e:  # decode error in the middle of the file: the run ends with it
+            self.error = str(e)
         finally:
             self.stopping.set()
             try:
@@ -241,7 +271,8 @@ class FileSource(AudioSource):
     def describe(self) -> str:
         loop = f" x{self.loop}" if self.loop > 1 else ""
         pace = "real time" if self.realtime else "as fast as possible"
-        return f"file {self.path} ({self.duration:.1f} s{loop}, {pace})"
+        rate = "" if self.rate == SAMPLE_RATE else f", {self.rate} Hz"
+        return f"file {self.path} ({self.duration:.1f} s{rate}{loop}, {pace})"
 
 
 class DemoSource(FileSource):
@@ -257,15 +288,56 @@ class DemoSource(FileSource):
         return "demo " + super().describe().removeprefix("file ")
 
 
+class _QuietStderr:
+    """PortAudio and ALSA print their own diagnostics on fd 2 while they probe devices ("ALSA lib
+    pcm.c: ... Unknown PCM"); we report one line ourselves, so their lines are kept out of the way.
+    FDRL_DEBUG=1 lets them through."""
+
+    def __enter__(self):
+        import os
+        import sys
+
+        self.fd = None
+        if os.environ.get("FDRL_DEBUG", "") not in ("", "0"):
+            return self
+        try:
+            sys.stderr.flush()
+            self.fd = os.dup(2)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+        except OSError:
+            self.fd = None
+        return self
+
+    def __exit__(self, *exc):
+        import os
+
+        if self.fd is not None:
+            os.dup2(self.fd, 2)
+            os.close(self.fd)
+        return False
+
+
+def _import_sounddevice():
+    with _QuietStderr():
+        import sounddevice
+
+        return sounddevice
+
+
 def _sounddevice():
+    """sounddevice, loaded with a deadline: loading PortAudio probes every device through the audio
+    server, which hangs forever when the server is frozen."""
     try:
-        import sounddevice as sd
+        return call_with_deadline(_import_sounddevice, DRIVER_OPEN_TIMEOUT_S, "loading PortAudio")
+    except DriverTimeout as e:
+        raise SourceError(f"cannot use the microphone: {e}") from None
     except OSError as e:  # PortAudio shared library missing
         raise SourceError(f"cannot use the microphone: {e} (install libportaudio2)") from None
     except ImportError:
         raise SourceError("cannot use the microphone: the 'sounddevice' package is not installed "
                           "(pip install 'fdrl-stream[mic]')") from None
-    return sd
 
 
 def _device_arg(device: str | int | None):
@@ -281,7 +353,7 @@ def list_devices() -> str:
     """Input devices as PortAudio sees them (what --device accepts: index or name)."""
     sd = _sounddevice()
     try:
-        devices = sd.query_devices()
+        devices = call_with_deadline(sd.query_devices, DRIVER_OPEN_TIMEOUT_S, "listing devices")
     except sd.PortAudioError as e:
         raise SourceError(f"cannot list audio devices: {e}") from None
     lines = []
@@ -310,8 +382,8 @@ class MicSource(AudioSource):
         self.stream = None
         self.channels = 1
         self.device_name = "default"
-        self.rate, self.channels = self._negotiate()
-        self.overflows = 0
+        self.rate, self.channels = call_with_deadline(self._negotiate, DRIVER_OPEN_TIMEOUT_S,
+                                                      "querying the input device")
         self.stall_s = 3.0  # no audio for this long while running: the device is gone
         self.last_block = time.monotonic()
 
@@ -351,11 +423,18 @@ class MicSource(AudioSource):
         sd = self.sd
         block = max(1, self.rate * self.frame_samples // SAMPLE_RATE)
         self._make_queue(block, self.rate)
+        def open_and_start():
+            with _QuietStderr():
+                stream = sd.InputStream(device=self.device, samplerate=self.rate, channels=self.channels,
+                                        dtype="int16", blocksize=block, callback=self._callback)
+                self.stream = stream
+                self.last_block = time.monotonic()
+                stream.start()
+
         try:
-            self.stream = sd.InputStream(device=self.device, samplerate=self.rate, channels=self.channels,
-                                         dtype="int16", blocksize=block, callback=self._callback)
-            self.last_block = time.monotonic()
-            self.stream.start()
+            call_with_deadline(open_and_start, DRIVER_OPEN_TIMEOUT_S, "opening the microphone")
+        except DriverTimeout as e:
+            raise SourceError(f"cannot open microphone {self.device_name!r}: {e}") from None
         except (sd.PortAudioError, ValueError) as e:
             raise SourceError(f"cannot open microphone {self.device_name!r} at {self.rate} Hz: {e} "
                               "(busy or unplugged?)") from None
@@ -363,7 +442,8 @@ class MicSource(AudioSource):
     def _alive(self) -> bool:
         if self.stopping.is_set():
             return False
-        gone = self.stream is not None and not self.stream.active  # PortAudio noticed the device went away
+        # PortAudio noticed the device went away (`active` only reads a flag; it does not wait on the server)
+        gone = self.stream is not None and not self.stream.active
         stalled = time.monotonic() - self.last_block > self.stall_s  # or the callbacks silently stopped
         if gone or stalled:
             self.error = f"microphone {self.device_name!r} stopped delivering audio (unplugged or server gone?)"
@@ -371,26 +451,84 @@ class MicSource(AudioSource):
             return False
         return True
 
+    def _driver(self, method: str) -> None:
+        """stream.stop()/close() with a deadline; after one abandoned call the driver is left alone."""
+        stream = self.stream
+        if stream is None or driver_hung.is_set():
+            return
+        try:
+            call_with_deadline(getattr(stream, method), DRIVER_TIMEOUT_S, f"stream.{method}()")
+        except DriverTimeout as e:
+            if self.error is None:
+                self.error = f"microphone {self.device_name!r}: {e}"
+        except self.sd.PortAudioError:
+            pass
+
     def stop(self) -> None:
         super().stop()
-        if self.stream is not None:
-            try:
-                self.stream.stop()
-            except self.sd.PortAudioError:
-                pass
+        self._driver("stop")
 
     def close(self) -> None:
         self.stop()
-        if self.stream is not None:
-            try:
-                self.stream.close()
-            except self.sd.PortAudioError:
-                pass
-            self.stream = None
+        self._driver("close")
+        self.stream = None
 
     def describe(self) -> str:
         rs = "" if self.rate == SAMPLE_RATE else f", resampled {self.rate} -> {SAMPLE_RATE} Hz"
         return f"microphone {self.device_name!r} ({self.rate} Hz, {self.channels} ch{rs})"
+
+
+def stop_source(source: AudioSource, method: str = "stop", timeout: float = DRIVER_TIMEOUT_S + 0.5) -> bool:
+    """source.stop() or source.close() that cannot hang the caller; False when it was abandoned."""
+    try:
+        call_with_deadline(getattr(source, method), timeout, f"{source.kind} {method}()")
+        return True
+    except DriverTimeout:
+        source.stopping.set()  # frames() ends with what was already captured
+        if source.error is None:
+            source.error = f"{source.describe()}: {method}() did not return within {timeout:g} s; abandoned"
+        return False
+
+
+class SourceRelease:
+    """source.stop() then source.close() on a daemon thread, started once (by a stop request or at the
+    end of the run). `wait()` gives it what is left of one deadline counted from the start, so a frozen
+    driver costs at most `timeout` seconds in total, overlapping whatever else the stop has to finish."""
+
+    def __init__(self, source: AudioSource, timeout: float = DRIVER_TIMEOUT_S + 0.5):
+        self.source = source
+        self.timeout = timeout
+        self.thread: threading.Thread | None = None
+        self.deadline = 0.0
+        self.lock = threading.Lock()
+
+    def _release(self) -> None:
+        try:
+            self.source.stop()
+            self.source.close()
+        except Exception as e:  # reported by wait(); a failing driver must not take the stop down
+            self.source.error = self.source.error or f"{self.source.describe()}: closing failed: {e}"
+
+    def start(self) -> None:
+        with self.lock:
+            if self.thread is not None:
+                return
+            self.source.stopping.set()  # frames() ends with what was captured, whatever the driver does
+            self.deadline = time.monotonic() + self.timeout
+            self.thread = threading.Thread(target=self._release, name="source-release", daemon=True)
+            self.thread.start()
+
+    def wait(self) -> bool:
+        """True when the source stopped and closed in time; False when it was abandoned."""
+        self.start()
+        self.thread.join(max(0.0, self.deadline - time.monotonic()))
+        if self.thread.is_alive():
+            driver_hung.set()
+            if self.source.error is None:
+                self.source.error = (f"{self.source.describe()}: stop()/close() did not return within "
+                                      f"{self.timeout:g} s; abandoned")
+            return False
+        return True
 
 
 def open_source(kind: str, *, path: str | Path | None = None, device: str | int | None = None,
@@ -408,5 +546,6 @@ def open_source(kind: str, *, path: str | Path | None = None, device: str | int 
     raise ValueError(f"unknown source kind {kind!r}")
 
 
-__all__ = ["AudioError", "AudioSource", "DemoSource", "FileSource", "Frame", "MicSource", "SourceError",
-           "StreamResampler", "list_devices", "open_source"]
+__all__ = ["AudioError", "AudioSource", "DemoSource", "DriverTimeout", "FileSource", "Frame", "MicSource",
+           "SourceError", "SourceRelease", "StreamResampler", "call_with_deadline", "driver_hung", "list_devices",
+           "open_source", "stop_source"]

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
+from fdrl_core.cli import InputError, add_debug_flag, debug_requested, run_main
 from stream.messages import TOPICS, format_line, validate
-from stream.publisher import DEFAULT_ENDPOINT
+from stream.publisher import DEFAULT_ENDPOINT, PublisherError, load_public_key, load_secret_key, parse_endpoint
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,26 +30,63 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--count", type=int, default=0, metavar="N", help="exit after N final emotion messages")
     ap.add_argument("--timeout", type=float, default=0, metavar="S",
                     help="exit when no message has come for S seconds (counted from the first message)")
+    sec = ap.add_argument_group("CURVE (a publisher started with --curve-secret)")
+    sec.add_argument("--curve-server-key", metavar="FILE",
+                     help="the publisher's public key file (server.key from python -m stream.keys)")
+    sec.add_argument("--curve-secret", metavar="FILE",
+                     help="this subscriber's secret key file (NAME.key_secret); its NAME.key must be in the "
+                          "publisher's --curve-clients folder. Default: a throw-away key pair (accepted only "
+                          "by a publisher without --curve-clients)")
+    add_debug_flag(ap)
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    topics = [t.strip() for t in args.topics.split(",") if t.strip()]
-    bad = [t for t in topics if t not in TOPICS]
-    if bad or not topics:
-        print(f"stream.subscribe: unknown topic(s) {', '.join(bad) or '(none)'}; choose from {', '.join(TOPICS)}",
-              file=sys.stderr)
-        return 2
+    return run_main("stream.subscribe", lambda: _run(args), debug=debug_requested(args), input_errors=(PublisherError,))
+
+
+def _connect(args):
     import zmq
 
+    ep = parse_endpoint(args.endpoint)
+    if ep.scheme == "tcp" and (ep.port in ("*", "0") or ep.host == "*"):
+        raise InputError(f"--endpoint {args.endpoint}: a subscriber connects to one host and port "
+                         "(e.g. tcp://127.0.0.1:5556)")
+    if args.curve_secret and not args.curve_server_key:
+        raise InputError("--curve-secret needs --curve-server-key (the publisher's public key)")
     sock = zmq.Context.instance().socket(zmq.SUB)
     sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.MAXMSGSIZE, 16 * 2**20)  # a message is a few KB; a hostile publisher cannot flood us
+    if ep.host.startswith("["):
+        sock.setsockopt(zmq.IPV6, 1)
+    if args.curve_server_key:
+        server_public = load_public_key(args.curve_server_key)
+        if args.curve_secret:
+            public, secret = load_secret_key(args.curve_secret)
+        else:
+            public, secret = zmq.curve_keypair()
+        sock.setsockopt(zmq.CURVE_SERVERKEY, server_public)
+        sock.setsockopt(zmq.CURVE_PUBLICKEY, public)
+        sock.setsockopt(zmq.CURVE_SECRETKEY, secret)
     try:
         sock.connect(args.endpoint)
     except zmq.ZMQError as e:
-        print(f"stream.subscribe: cannot connect to {args.endpoint}: {e.strerror}", file=sys.stderr)
-        return 2
+        sock.close()
+        raise InputError(f"cannot connect to {args.endpoint}: {e.strerror}") from None
+    return sock
+
+
+def _run(args) -> int:
+    topics = [t.strip() for t in args.topics.split(",") if t.strip()]
+    bad = [t for t in topics if t not in TOPICS]
+    if bad or not topics:
+        raise InputError(f"unknown topic(s) {', '.join(bad) or '(none)'}; choose from {', '.join(TOPICS)}")
+    if args.count < 0 or args.timeout < 0:
+        raise InputError("--count and --timeout must be >= 0")
+    import zmq
+
+    sock = _connect(args)
     for t in topics:
         sock.setsockopt(zmq.SUBSCRIBE, t.encode())
     last_seq: dict[tuple[str, str], int] = {}
@@ -60,7 +99,11 @@ def main(argv: list[str] | None = None) -> int:
                     break
                 continue
             last_msg = time.monotonic()
-            topic_b, payload = sock.recv_multipart()[:2]
+            parts = sock.recv_multipart()
+            if len(parts) < 2:
+                print("stream.subscribe: a message without a body (not from stream.run?)", file=sys.stderr)
+                continue
+            topic_b, payload = parts[:2]
             topic = topic_b.decode("utf-8", "replace")
             if topic not in topics:  # prefix match of SUBSCRIBE (e.g. a future "emotion2")
                 continue
@@ -68,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
                 msg = json.loads(payload)
             except ValueError:
                 print(f"stream.subscribe: undecodable message on {topic!r}", file=sys.stderr)
+                continue
+            if not isinstance(msg, dict):
+                print(f"stream.subscribe: a {topic} message that is not a JSON object", file=sys.stderr)
                 continue
             if args.validate:
                 try:
@@ -84,13 +130,21 @@ def main(argv: list[str] | None = None) -> int:
             if args.json:
                 print(payload.decode("utf-8", "replace"), flush=True)  # as published; `schema` names the topic
             elif _show(topic, msg, args.partials):
-                print(format_line(topic, msg), flush=True)
+                try:
+                    line = format_line(topic, msg)
+                except (KeyError, TypeError, ValueError, AttributeError) as e:
+                    print(f"stream.subscribe: malformed {topic} message ({type(e).__name__}: {e}); "
+                          "--json shows it as sent", file=sys.stderr)
+                    continue
+                print(line, flush=True)
             if topic == "emotion" and not msg.get("partial"):
                 finals += 1
                 if args.count and finals >= args.count:
                     break
     except KeyboardInterrupt:
         pass
+    except BrokenPipeError:  # `| head`: the reader is gone, which is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     finally:
         sock.close()
     return 1 if invalid else 0

@@ -86,7 +86,7 @@ def test_pipeline_writes_results_with_machine_latency_baseline_and_startup(tmp_p
 
 def test_bad_audio_is_one_clean_line(tmp_path):
     res = bench("pipeline", "--audio", str(tmp_path / "missing.wav"), "--out", str(tmp_path), timeout=120)
-    assert res.returncode == 1
+    assert res.returncode == 2  # an input error (fdrl_core.cli convention)
     lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
     assert "Traceback" not in res.stderr
     assert lines[-1].startswith("bench pipeline:") and "missing.wav" in lines[-1]

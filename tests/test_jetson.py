@@ -406,6 +406,12 @@ def test_entrypoint_passes_settings_and_extra_arguments(ep):
     assert _opt(run, "--device") == "USB PnP" and _opt(run, "--endpoint") == "tcp://0.0.0.0:5556"
     assert run[-2:] == ["--vad-mode", "3"]
     assert "every machine that can reach this port can subscribe" in proc.stderr
+    assert "--insecure-bind-any" in run, "stream.run refuses a plaintext wide bind unless told"
+    proc, calls = ep.run(FDRL_ENDPOINT="tcp://0.0.0.0:5556", FDRL_CURVE_SECRET="/data/keys/server.key_secret")
+    run = _stream_call(calls)
+    assert _opt(run, "--curve-secret") == "/data/keys/server.key_secret" and "--insecure-bind-any" not in run
+    proc, calls = ep.run()
+    assert "--insecure-bind-any" not in _stream_call(calls) and "--curve-secret" not in _stream_call(calls)
 
 
 def test_entrypoint_rejects_bad_settings(ep):

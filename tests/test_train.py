@@ -344,7 +344,7 @@ def test_cli_bad_input_gives_one_line_and_nonzero_exit(tmp_path, argv, message, 
     argv = [str(tmp_path / a) if a == "x" else a for a in argv]
     assert main(argv + ["--cache", str(tmp_path / "c"), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("error: ") and message in err[-1]
+    assert err[-1].startswith("train: ") and message in err[-1]
     assert not any("Traceback" in line for line in err)
 
 
@@ -352,7 +352,7 @@ def test_cli_missing_corpus_in_a_fresh_process(tmp_path):
     out = subprocess.run([sys.executable, "-m", "train", "fit", "--corpus", str(tmp_path / "missing"), "--out",
                           str(tmp_path / "run")], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
-    assert out.stderr.strip().splitlines() == [f"error: --corpus {tmp_path / 'missing'}: no such file or folder"]
+    assert out.stderr.strip().splitlines() == [f"train: --corpus {tmp_path / 'missing'}: no such file or folder"]
 
 
 # ------------------------------------------------------------------------------------------------ slow

@@ -24,6 +24,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from fdrl_core.assets import AssetError
 from fdrl_core.checkpoint import CheckpointError
+from fdrl_core.cli import add_debug_flag, debug_requested, run_main
 from fdrl_core.config import FDRLConfig
 from fdrl_core.labels import LABEL_SETS, LabelSet
 from train.features import FeatureCache, FrontendOptions, default_cache_dir
@@ -54,6 +55,7 @@ def _common(ap: argparse.ArgumentParser, training: bool = True) -> None:
     ap.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
     ap.add_argument("--threads", type=int, help="torch/CTranslate2 CPU threads per process (default: the libraries' "
                                                 "own; 1 is fastest on a CPU shared with other jobs)")
+    add_debug_flag(ap)
     if not training:
         return
     ap.add_argument("--out", required=True, help="run folder (created); with --folds loso one sub-folder per fold")
@@ -218,16 +220,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False
-    try:
+    def body() -> int:
         with logging_redirect_tqdm(loggers=[log]):
             return _run(args)
-    except (ValueError, OSError, RuntimeError, KeyError, AssetError, CheckpointError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        print(f"error: {msg}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: rerun the same command to resume", file=sys.stderr)
-        return 130
+
+    try:
+        # the trainer reports what the user gave it (corpus rows, labels, --set values) as ValueError/KeyError
+        return run_main("train", body, debug=debug_requested(args),
+                        input_errors=(ValueError, KeyError, AssetError, CheckpointError),
+                        on_interrupt="interrupted: rerun the same command to resume")
     finally:
         log.removeHandler(handler)
 

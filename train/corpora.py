@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import os
 import random
@@ -193,19 +194,31 @@ def load_iemocap(root: str | Path, *, labels: Labels = IEMOCAP4, improvised_only
 
 # ----------------------------------------------------------------------------------------- ASR transcripts
 
+def _read_utf8(path: Path) -> str:
+    """The whole text of a small text file; a byte that is not UTF-8 is reported with its line and column
+    (spreadsheets often save Latin-1 or Windows-1252)."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise ValueError(f"{path} line {line} column {col}: byte 0x{data[e.start]:02x} is not UTF-8; "
+                         "save the file as UTF-8") from None
+
+
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict]]:
     """(line number, object) per non-blank line; line numbers are the file's, so errors point at the row."""
-    with open(path, encoding="utf-8-sig") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path.name} line {n}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path.name} line {n}: expected a JSON object")
-            yield n, row
+    for n, line in enumerate(_read_utf8(path).split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path.name} line {n}: not valid JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{path.name} line {n}: expected a JSON object")
+        yield n, row
 
 
 def read_transcripts(src: TextSource) -> dict[str, str]:
@@ -260,7 +273,7 @@ def _manifest_rows(path: Path) -> Iterator[tuple[int, dict]]:
         return
     if path.suffix.lower() != ".csv":
         raise ValueError(f"{path}: a manifest must be a .csv or .jsonl file")
-    with open(path, encoding="utf-8-sig", newline="") as f:
+    with io.StringIO(_read_utf8(path), newline="") as f:
         reader = csv.DictReader(f)
         header = reader.fieldnames or []
         for col in _REQUIRED:

@@ -11,6 +11,9 @@
 #   FDRL_PRECISION      fp16 (default) | fp32
 #   FDRL_ENGINE_ARGS    extra arguments for `python -m export ensure-engine` (see its --help)
 #   FDRL_ENDPOINT       ZeroMQ publisher endpoint (default tcp://127.0.0.1:5556 = this machine only)
+#   FDRL_CURVE_SECRET   CURVE server secret key file (python -m stream.keys), e.g. /data/keys/server.key_secret:
+#                       subscribers need its public key; without it a non-loopback endpoint is plaintext
+#   FDRL_CURVE_CLIENTS  folder of subscriber public keys (*.key) that may connect (with FDRL_CURVE_SECRET)
 #   FDRL_MIC_DEVICE     microphone for sounddevice (index or name substring); default: system default
 #   FDRL_ASR_DEVICE     auto (default: cuda when CTranslate2 sees a GPU, else cpu) | cuda | cpu
 #   FDRL_ASR_COMPUTE_TYPE  CTranslate2 compute type (default int8_float16 on cuda, int8 on cpu)
@@ -102,14 +105,23 @@ else
 fi
 
 # --- publish -----------------------------------------------------------------------------------------
+security=()
+[[ -n "${FDRL_CURVE_SECRET:-}" ]] && security+=(--curve-secret "$FDRL_CURVE_SECRET")
+[[ -n "${FDRL_CURVE_CLIENTS:-}" ]] && security+=(--curve-clients "$FDRL_CURVE_CLIENTS")
 case "$ENDPOINT" in
   tcp://127.0.0.1:* | tcp://localhost:* | "tcp://[::1]:"* | ipc://* | inproc://*) ;;
-  *) log "warning: publishing on $ENDPOINT: every machine that can reach this port can subscribe (firewall it)" ;;
+  *)
+    if ((${#security[@]} == 0)); then
+      # stream.run refuses a plaintext non-loopback bind unless told; this deployment asked for it
+      log "warning: publishing on $ENDPOINT: every machine that can reach this port can subscribe (firewall it, or set FDRL_CURVE_SECRET)"
+      security+=(--insecure-bind-any)
+    fi
+    ;;
 esac
 
 cmd=(python -m stream.run --mic)
 [[ -n "${FDRL_MIC_DEVICE:-}" ]] && cmd+=(--device "$FDRL_MIC_DEVICE")
 cmd+=(--backend "$RUN_BACKEND" --model "$MODEL" --asr-device "$ASR_DEVICE" --compute-type "$COMPUTE")
-cmd+=(--endpoint "$ENDPOINT" "$@")
+cmd+=(--endpoint "$ENDPOINT" "${security[@]}" "$@")
 log "starting: ${cmd[*]}"
 exec "${cmd[@]}"

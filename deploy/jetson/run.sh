@@ -93,7 +93,8 @@ args=(--runtime nvidia --network host
   -e "FDRL_ENDPOINT=$ENDPOINT")
 [[ -n "$video" ]] && args+=(--group-add "$video")
 [[ -n "$MIC" ]] && args+=(-e "FDRL_MIC_DEVICE=$MIC")
-for var in FDRL_BACKEND FDRL_PRECISION FDRL_ENGINE_ARGS FDRL_ONNX_DIR FDRL_ASR_DEVICE FDRL_ASR_COMPUTE_TYPE; do
+for var in FDRL_BACKEND FDRL_PRECISION FDRL_ENGINE_ARGS FDRL_ONNX_DIR FDRL_ASR_DEVICE FDRL_ASR_COMPUTE_TYPE \
+           FDRL_CURVE_SECRET FDRL_CURVE_CLIENTS; do
   [[ -n "${!var:-}" ]] && args+=(-e "$var=${!var}")
 done
 # L4T version for check.sh, and the host's tegrastats for the status heartbeat (RAM, GPU load, temperature)

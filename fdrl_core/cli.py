@@ -1,0 +1,100 @@
+"""One convention for every command line (stream.run, stream.subscribe, train, export, bench).
+
+Exit 0 on success, 1 when the run itself failed, 2 for a usage or input error (bad argument, file,
+field, model folder, endpoint). Errors are one line naming the command and, where there is one, the file,
+field and line at fault; `--debug` adds the traceback. Unexpected exceptions are one line too, named by
+type, so a bug report has something to go on without a wall of text by default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Callable
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class InputError(ValueError):
+    """Something the user gave us is wrong (argument, file, field, folder): exit 2, one line."""
+
+
+class RunError(RuntimeError):
+    """The run started and then failed for a reason outside the user's input: exit 1, one line."""
+
+
+def add_debug_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, also print the Python traceback (default: one line)")
+
+
+def debug_requested(args=None) -> bool:
+    """--debug on the command line, or FDRL_DEBUG=1 in the environment (for wrappers and services)."""
+    return bool(getattr(args, "debug", False)) or os.environ.get("FDRL_DEBUG", "") not in ("", "0")
+
+
+def first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    if isinstance(e, KeyError) and e.args:  # str(KeyError) adds quotes
+        text = str(e.args[0])
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def describe_os_error(e: OSError) -> str:
+    """'cannot open talk.wav: Permission denied' rather than '[Errno 13] Permission denied: ...'."""
+    what = e.strerror or type(e).__name__
+    if e.filename is not None:
+        return f"{e.filename}: {what}"
+    return first_line(e)
+
+
+# file-level OS errors are the user's input (a path that is missing, a directory, unreadable)
+_INPUT_OS_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, FileExistsError)
+
+
+def classify(e: BaseException, input_errors: tuple[type[BaseException], ...] = (),
+             run_errors: tuple[type[BaseException], ...] = ()) -> tuple[int, str]:
+    """(exit code, one-line message) for an exception that reached main(). `input_errors`: a command's
+    own exceptions that mean bad input (exit 2); `run_errors`: its anticipated failures (exit 1, said
+    plainly rather than as "unexpected")."""
+    if isinstance(e, (InputError, *input_errors)):
+        return EXIT_USAGE, first_line(e)
+    if isinstance(e, _INPUT_OS_ERRORS):
+        return EXIT_USAGE, describe_os_error(e)
+    if isinstance(e, (RunError, *run_errors)):
+        return EXIT_FAILURE, first_line(e)
+    if isinstance(e, OSError):
+        return EXIT_FAILURE, describe_os_error(e)
+    return EXIT_FAILURE, f"unexpected error: {type(e).__name__}: {first_line(e)}"
+
+
+def run_main(prog: str, body: Callable[[], int | None], *, debug: bool = False,
+             input_errors: tuple[type[BaseException], ...] = (),
+             run_errors: tuple[type[BaseException], ...] = (),
+             on_interrupt: str = "interrupted") -> int:
+    """Call `body()` and turn whatever escapes into the convention above (one line on stderr)."""
+    try:
+        return int(body() or 0)
+    except KeyboardInterrupt:
+        print(f"{prog}: {on_interrupt}", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+    except SystemExit:
+        raise
+    except Exception as e:  # the one place errors become exit codes
+        code, msg = classify(e, input_errors, run_errors)
+        if debug:
+            traceback.print_exc()
+        unexpected = code == EXIT_FAILURE and msg.startswith("unexpected error: ")
+        hint = " (--debug shows the traceback)" if unexpected and not debug else ""
+        print(f"{prog}: {msg}{hint}", file=sys.stderr, flush=True)
+        return code
+
+
+def warn(prog: str, msg: str) -> None:
+    print(f"{prog}: warning: {msg}", file=sys.stderr, flush=True)
+
+
+__all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "InputError", "RunError",
+           "add_debug_flag", "classify", "debug_requested", "first_line", "run_main", "warn"]

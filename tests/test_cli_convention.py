@@ -1,0 +1,182 @@
+"""One command-line convention for stream.run, stream.subscribe, stream.keys, train, export and bench:
+exit 0 success, 1 run-time failure, 2 usage/input error; one line by default; --debug adds the traceback;
+errors name the file, field and line at fault."""
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from fdrl_core.cli import EXIT_FAILURE, EXIT_USAGE, InputError, run_main
+from stream.messages import validate
+from tests.test_stream_support import REPO, Collector, assert_one_clean_line, clean_env, free_endpoint
+
+DEMO_MODEL = REPO / "fdrl_core" / "demo_model"
+
+
+def cli(*args, timeout=240, env=None):
+    return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env or clean_env(PYTHONPATH=str(REPO)),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def tone(tmp_path_factory):
+    path = tmp_path_factory.mktemp("audio") / "tone.wav"
+    sf.write(str(path), (0.1 * np.sin(np.arange(16000) / 5)).astype(np.float32), 16000, subtype="PCM_16")
+    return path
+
+
+def _bad_model(tmp_path, config_edit=None, labels_text=None):
+    folder = tmp_path / "model"
+    shutil.copytree(DEMO_MODEL, folder)
+    if config_edit:
+        cfg = json.loads((folder / "config.json").read_text())
+        cfg.update(config_edit)
+        (folder / "config.json").write_text(json.dumps(cfg, indent=2))
+    if labels_text is not None:
+        (folder / "labels.json").write_text(labels_text)
+    return folder
+
+
+# ---------------------------------------------------------------------------------------------- the helper
+
+def test_run_main_maps_errors_to_the_convention(capsys):
+    def raises(e):
+        def body():
+            raise e
+        return body
+
+    assert run_main("x", raises(InputError("bad --thing"))) == EXIT_USAGE
+    assert capsys.readouterr().err == "x: bad --thing\n"
+    assert run_main("x", raises(FileNotFoundError(2, "No such file or directory", "a.wav"))) == EXIT_USAGE
+    assert capsys.readouterr().err == "x: a.wav: No such file or directory\n"
+    assert run_main("x", raises(RuntimeError("boom\nmore"))) == EXIT_FAILURE
+    err = capsys.readouterr().err
+    assert err == "x: unexpected error: RuntimeError: boom (--debug shows the traceback)\n"
+    assert run_main("x", raises(RuntimeError("boom")), debug=True) == EXIT_FAILURE
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.strip().splitlines()[-1] == "x: unexpected error: RuntimeError: boom"
+    assert run_main("x", raises(KeyboardInterrupt())) == 130
+    assert run_main("x", lambda: 0) == 0
+
+
+@pytest.mark.parametrize("command", [("stream.run",), ("stream.subscribe",), ("stream.keys",), ("train", "fit"),
+                                     ("export", "onnx"), ("bench", "pipeline")])
+def test_every_command_offers_debug(command):
+    res = cli(*command, "--help", timeout=120)
+    assert res.returncode == 0 and "--debug" in res.stdout, res.stderr
+
+
+# ---------------------------------------------------------------------------------------------- stream.run
+
+def test_a_directory_given_to_file_says_so(tmp_path):
+    res = cli("stream.run", "--file", str(tmp_path), "--endpoint", free_endpoint(), timeout=120)
+    assert res.returncode == 2 and "is a directory" in assert_one_clean_line(res.stderr)
+    res = cli("stream.run", "--file", str(tmp_path), "--endpoint", free_endpoint(), "--debug", timeout=120)
+    assert res.returncode == 2 and "Traceback" in res.stderr and "is a directory" in res.stderr
+
+
+def test_nan_samples_exit_2_with_one_line(tmp_path):
+    x = (0.1 * np.sin(np.arange(32000) / 5)).astype(np.float32)
+    x[20000:20010] = np.nan
+    path = tmp_path / "nan.wav"
+    sf.write(str(path), x, 16000, subtype="FLOAT")
+    res = cli("stream.run", "--file", str(path), "--endpoint", free_endpoint(), timeout=120)
+    assert res.returncode == 2
+    line = assert_one_clean_line(res.stderr)
+    assert len(res.stderr.strip().splitlines()) == 1 and "nan.wav: NaN/Inf samples at 1.25 s" in line
+    assert "RuntimeWarning" not in res.stderr
+
+
+@pytest.mark.parametrize("endpoint, why", [
+    ("tcp://127.0.0.1:99999", "port must be 1-65535"),
+    ("udp://127.0.0.1:5556", "unsupported scheme"),
+    ("tcp://0.0.0.0:5599", "--insecure-bind-any"),
+    ("tcp://*:5599", "--insecure-bind-any"),
+])
+def test_bad_or_wide_endpoints_are_refused(tone, endpoint, why):
+    res = cli("stream.run", "--file", str(tone), "--endpoint", endpoint, timeout=120)
+    assert res.returncode == 2 and why in assert_one_clean_line(res.stderr)
+
+
+def test_usage_errors(tone):
+    for args, why in ((("--loop", "0"), "--loop"), (("--device", "1"), "--device only applies to --mic"),
+                      (("--stop-timeout", "0"), "--stop-timeout")):
+        res = cli("stream.run", "--file", str(tone), "--endpoint", free_endpoint(), *args, timeout=120)
+        assert res.returncode == 2 and why in assert_one_clean_line(res.stderr), res.stderr
+    res = cli("stream.run", "--curve-secret", "/nonexistent/server.key_secret", "--file", str(tone),
+              "--endpoint", free_endpoint(), timeout=120)
+    assert res.returncode == 2 and "server.key_secret: no such file" in assert_one_clean_line(res.stderr)
+
+
+def test_model_folder_errors_name_file_and_field(tmp_path, tone):
+    banana = _bad_model(tmp_path / "a", config_edit={"d_model": "banana"})
+    res = cli("stream.run", "--file", str(tone), "--model", str(banana), "--endpoint", free_endpoint())
+    line = assert_one_clean_line(res.stderr)
+    assert res.returncode == 2, res.stderr
+    assert "config.json" in line and "'d_model'" in line and "banana" in line
+    labels = _bad_model(tmp_path / "b", labels_text="neutral, happy, angry, sad\n")
+    res = cli("stream.run", "--file", str(tone), "--model", str(labels), "--endpoint", free_endpoint())
+    line = assert_one_clean_line(res.stderr)
+    assert res.returncode == 2 and "labels.json line 1" in line and "config.json" not in line
+    res = cli("export", "onnx", "--model", str(banana), "--out", str(tmp_path / "onnx"), timeout=120)
+    assert res.returncode == 2 and "'d_model'" in assert_one_clean_line(res.stderr)
+
+
+def test_start_status_publishes_the_real_bound_address(tmp_path):
+    """`:*` binds a free port: it is printed after binding, and every status message carries it."""
+    proc = subprocess.Popen([sys.executable, "-m", "stream.run", "--demo", "--realtime", "--endpoint",
+                             "tcp://127.0.0.1:*", "--heartbeat", "0.3", "--partial-every", "0"], cwd=REPO,
+                            env=clean_env(PYTHONPATH=str(REPO)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    sub = None
+    try:
+        line = proc.stderr.readline()
+        assert line.startswith("publishing on tcp://127.0.0.1:"), line
+        endpoint = line.split()[2]
+        assert not endpoint.endswith(":*") and 1 <= int(endpoint.rsplit(":", 1)[1]) <= 65535
+        sub = Collector(endpoint, topics=("status",))
+        assert sub.wait_for(lambda t, m: t == "status" and m["kind"] == "heartbeat", 120)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if sub is not None:
+            sub.close()
+    status = sub.of("status")
+    assert all(m["endpoint"] == endpoint and m["curve"] is False for m in status)
+    for m in status:
+        validate("status", m)
+    assert proc.returncode == 0
+
+
+# ---------------------------------------------------------------------------------------------- others
+
+def test_subscribe_usage_errors():
+    res = cli("stream.subscribe", "--endpoint", "tcp://127.0.0.1:99999", timeout=60)
+    assert res.returncode == 2 and "port must be" in assert_one_clean_line(res.stderr)
+    res = cli("stream.subscribe", "--topics", "emotions", timeout=60)
+    assert res.returncode == 2 and "unknown topic" in assert_one_clean_line(res.stderr)
+
+
+def test_manifest_with_a_non_utf8_byte_names_file_line_and_column(tmp_path):
+    from train.corpora import load_manifest
+
+    wav = tmp_path / "a.wav"
+    sf.write(str(wav), np.zeros(1600, np.float32), 16000)
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_bytes(b"path,text,label\n" + f"{wav},hello,neutral\n".encode()
+                         + f"{wav},caf".encode() + b"\xe9 au lait,happy\n")
+    col = len(f"{wav},caf") + 1
+    with pytest.raises(ValueError, match=rf"manifest\.csv line 3 column {col}: byte 0xe9 is not UTF-8"):
+        load_manifest(manifest)
+    res = cli("train", "fit", "--corpus", str(manifest), "--out", str(tmp_path / "run"), timeout=120)
+    assert res.returncode == 2
+    line = assert_one_clean_line(res.stderr)
+    assert line.startswith("train: ") and "manifest.csv line 3" in line and "UTF-8" in line
