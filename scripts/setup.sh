@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 
 SYSTEM_PKGS=(espeak-ng festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox libsndfile1 libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins shellcheck)
 SYSTEM_PKGS+=(chromium chromium-driver)  # browser tests of the dashboard and the HTML report (Playwright drives it)
+SYSTEM_PKGS+=(portaudio19-dev)  # python -m bench peers: RealtimeSTT and WhisperLive build PyAudio against it
 
 if [[ "${1:-}" != "--no-system" ]]; then
   missing=()
