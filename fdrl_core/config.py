@@ -23,6 +23,9 @@ class FDRLConfig:
     d_model: int = 256
     encoder: str = "mlp"  # "mlp" (position-wise, the fine-grained analogue of MISA) | "transformer"
     encoder_layers: int = 1  # only for encoder="transformer"
+    # "separate": each encoder has its own input projection and no residual from its input (they start
+    # unrelated); "legacy": LN(h + MLP(h)), the layout of checkpoints from before issue 11
+    encoder_arch: str = "separate"
     heads: int = 4
     fusion_heads: int = 2
     dropout: float = 0.1
@@ -39,7 +42,10 @@ class FDRLConfig:
     orth_cross: bool = True  # also decorrelate speech-private from text-private (pooled, over batch)
     pred_granularity: str = "frame"  # "frame": per frame/token logits, masked mean | "pooled": pool first
 
-    # gradient reversal coefficient: "dann" ramps 0 -> grl_lambda with training progress
+    # variant A's adversary: "confusion" (discriminator on detached frames, encoder pushed to 0.5/0.5) |
+    # "grl" (gradient reversal, which flips the discriminator rather than confusing it; for ablations)
+    adversary: str = "confusion"
+    # gradient reversal coefficient (adversary="grl"): "dann" ramps 0 -> grl_lambda with training progress
     grl_schedule: str = "dann"
     grl_lambda: float = 1.0
 
@@ -56,6 +62,8 @@ class FDRLConfig:
             (self.encoder in ("mlp", "transformer"), f"encoder must be 'mlp' or 'transformer', not {self.encoder!r}"),
             (self.align_variant in ("A", "B"), f"align_variant must be 'A' or 'B', not {self.align_variant!r}"),
             (self.grl_schedule in ("dann", "constant"), "grl_schedule must be 'dann' or 'constant'"),
+            (self.encoder_arch in ("separate", "legacy"), "encoder_arch must be 'separate' or 'legacy'"),
+            (self.adversary in ("confusion", "grl"), "adversary must be 'confusion' or 'grl'"),
             (self.pred_granularity in ("frame", "pooled"), "pred_granularity must be 'frame' or 'pooled'"),
             (bool(self.modalities) and set(self.modalities) <= set(MODALITIES),
              f"modalities must be a non-empty subset of {MODALITIES}, not {self.modalities}"),
@@ -84,6 +92,10 @@ class FDRLConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"FDRLConfig: unknown keys {unknown} (config from a newer version?)")
+        d = dict(d)
+        # configs written before these keys existed describe the older layout and losses
+        d.setdefault("encoder_arch", "legacy")
+        d.setdefault("adversary", "grl")
         return cls(**d)
 
     def to_json(self) -> str:
