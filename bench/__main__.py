@@ -13,6 +13,7 @@ BENCHMARKS = {
     "backends": ("bench.backends", "emotion backends side by side: torch eager vs onnxruntime (vs TensorRT)"),
     "pipeline": ("bench.pipeline", "end of speech -> final emotion: our run-time vs the naive pipeline, one file"),
     "scaling": ("bench.scaling", "latency and CPU vs utterance length (1-15 s) and concurrent streams (1, 2, 4)"),
+    "windows": ("bench.windows", "WER and encoder cost of utterance-sized encoder windows vs the 30 s window"),
 }
 # options `all` passes on to every benchmark that has them
 SHARED = ("model", "out", "backend", "audio", "device", "repeat")

@@ -129,6 +129,7 @@ def export_onnx(checkpoint: str | Path, out_dir: str | Path, options: ExportOpti
     from torch.export import Dim
 
     from fdrl_core.assets import text_model_dir
+    from fdrl_core.speech_frontend import window_for_model
 
     opts = options or ExportOptions()
     say = log or (lambda msg: print(msg, file=sys.stderr))
@@ -175,7 +176,9 @@ def export_onnx(checkpoint: str | Path, out_dir: str | Path, options: ExportOpti
         extra={"modalities": list(cfg.modalities), "label_set": cfg.labels.name,
                "text_max_tokens_graph": text_max, "exporter": f"torch {torch.__version__} dynamo",
                "export_seconds": round(seconds, 1),
-               "masks": "speech_mask/attention_mask: int64, 1 = valid; an all-zero attention_mask = no text"},
+               "masks": "speech_mask/attention_mask: int64, 1 = valid; an all-zero attention_mask = no text",
+               # the encoder window the checkpoint was trained with; the run-time encodes with it
+               "speech_window": window_for_model(checkpoint).to_dict()},
     )
     sidecar.save(out)
     say(f"wrote {out / ONNX_FILE} ({seconds:.1f} s): " + ", ".join(

@@ -133,7 +133,9 @@ def judge(text: str, no_speech_prob: float, avg_logprob: float, cfg: AsrConfig) 
 class Recognizer:
     """One Whisper model, shared by the recogniser and FDRL's speech frontend (loaded once)."""
 
-    def __init__(self, cfg: AsrConfig | None = None, frontend=None):
+    def __init__(self, cfg: AsrConfig | None = None, frontend=None, window=None):
+        """window: the encoder WindowPolicy (default: the frontend's); the pipeline sets the emotion
+        model's, so run-time frames match the features that model was trained on."""
         from faster_whisper.tokenizer import Tokenizer
 
         self.cfg = cfg = (cfg or AsrConfig()).validate()
@@ -144,6 +146,7 @@ class Recognizer:
             frontend = SpeechFrontend(cfg.model, device=cfg.device, compute_type=cfg.compute_type,
                                       cpu_threads=threads)
         self.frontend = frontend
+        self.window = window or frontend.window
         self.whisper = frontend.whisper
         ct2 = self.whisper.model
         language = cfg.language if ct2.is_multilingual else None
@@ -167,32 +170,107 @@ class Recognizer:
         t = self.tokenizer
         return sorted({*t.non_speech_tokens, t.transcribe, t.translate, t.sot, t.sot_prev, t.sot_lm, t.no_speech})
 
-    def transcribe(self, audio: np.ndarray, final: bool = True) -> Hypothesis:
-        """audio: float32 or int16 at 16 kHz (one utterance, up to 30 s)."""
-        if audio.dtype == np.int16:
-            audio = audio.astype(np.float32) / 32768.0
+    def transcribe(self, audio: np.ndarray, final: bool = True, prefix: str = "") -> Hypothesis:
+        """audio: float32 or int16 at 16 kHz (one utterance, up to 30 s). `prefix`: words already
+        committed for this utterance; the decoder is forced to start with them (never retracted, and
+        not decoded again token by token)."""
+        return self.transcribe_many([(audio, final, prefix)])[0]
+
+    def transcribe_many(self, requests: list[tuple[np.ndarray, bool, str]]) -> list[Hypothesis]:
+        """Several passes (audio, final, prefix) at once, e.g. from several streams: one encoder call per
+        window size and one decoder call per (window, beam) group. Results in request order."""
         cfg = self.cfg
-        t0 = time.perf_counter()
-        enc = self.frontend.encode(audio)
-        t1 = time.perf_counter()
-        seconds = len(audio) / SAMPLE_RATE
-        max_new = int(16 + cfg.max_tokens_per_s * seconds)
-        result = self.whisper.model.generate(
-            enc, [self.prompt],
-            beam_size=cfg.beam_size if final else cfg.partial_beam_size,
-            max_length=min(self.max_length, len(self.prompt) + max_new),
-            return_scores=True, return_no_speech_prob=True,
-            suppress_blank=True, suppress_tokens=self.suppress,
-        )[0]
-        tokens = [t for t in result.sequences_ids[0] if t < self.tokenizer.eot]
-        text = self.tokenizer.decode(tokens).strip()
-        # as faster-whisper: scores are length-normalised sums; average over the tokens plus end-of-text
-        avg_logprob = float(result.scores[0]) * len(tokens) / (len(tokens) + 1)
-        no_speech = float(result.no_speech_prob)
-        frames = self.frontend.frames(encoder_output=enc, num_samples=len(audio))
-        t2 = time.perf_counter()
-        reliable, reason = judge(text, no_speech, avg_logprob, cfg)
-        return Hypothesis(text=text, reliable=reliable, reason=reason, no_speech_prob=no_speech,
-                          avg_logprob=avg_logprob, compression_ratio=compression_ratio(normalize(text)),
-                          encode_ms=(t1 - t0) * 1000, decode_ms=(t2 - t1) * 1000, frames=frames,
-                          num_samples=len(audio))
+        audios = [a.astype(np.float32) / 32768.0 if a.dtype == np.int16 else a for a, _, _ in requests]
+        out: list[Hypothesis | None] = [None] * len(requests)
+        lengths = [len(a) for a in audios]
+        for idx in self.frontend.window_groups(lengths, self.window).values():
+            t0 = time.perf_counter()
+            enc = self.frontend.encode([audios[i] for i in idx], self.window)
+            encode_ms = (time.perf_counter() - t0) * 1000 / len(idx)
+            frames = self.frontend.frames_of_batch(enc, [lengths[i] for i in idx])
+            for final in (True, False):
+                sub = [j for j, i in enumerate(idx) if requests[i][1] == final]
+                if not sub:
+                    continue
+                t1 = time.perf_counter()
+                if len(sub) == len(idx):
+                    enc_sub = enc
+                else:
+                    import ctranslate2
+
+                    enc_sub = ctranslate2.StorageView.from_array(
+                        np.ascontiguousarray(np.asarray(enc, dtype=np.float32)[sub]))
+                prompts, max_new = [], 0
+                for j in sub:
+                    prefix = requests[idx[j]][2].strip()
+                    prompts.append(self.prompt + (self.tokenizer.encode(" " + prefix) if prefix else []))
+                    max_new = max(max_new, int(16 + cfg.max_tokens_per_s * lengths[idx[j]] / SAMPLE_RATE))
+                results = self.whisper.model.generate(
+                    enc_sub, prompts,
+                    beam_size=cfg.beam_size if final else cfg.partial_beam_size,
+                    max_length=min(self.max_length, max(len(p) for p in prompts) + max_new),
+                    return_scores=True, return_no_speech_prob=True,
+                    suppress_blank=True, suppress_tokens=self.suppress,
+                )
+                decode_ms = (time.perf_counter() - t1) * 1000 / len(sub)
+                for j, result in zip(sub, results):
+                    tokens = [t for t in result.sequences_ids[0] if t < self.tokenizer.eot]
+                    text = self.tokenizer.decode(tokens).strip()
+                    # as faster-whisper: scores are length-normalised sums; average over tokens plus end-of-text
+                    avg_logprob = float(result.scores[0]) * len(tokens) / (len(tokens) + 1)
+                    no_speech = float(result.no_speech_prob)
+                    reliable, reason = judge(text, no_speech, avg_logprob, cfg)
+                    out[idx[j]] = Hypothesis(
+                        text=text, reliable=reliable, reason=reason, no_speech_prob=no_speech,
+                        avg_logprob=avg_logprob, compression_ratio=compression_ratio(normalize(text)),
+                        encode_ms=encode_ms, decode_ms=decode_ms, frames=frames[j], num_samples=lengths[idx[j]])
+        return out
+
+
+class LocalAgreement:
+    """LocalAgreement-n (as in whisper_streaming) for one utterance's successive hypotheses: a word is
+    committed once `n` consecutive passes agree on it and on every word before it. Committed words only
+    ever grow; the rest of the latest hypothesis is tentative."""
+
+    def __init__(self, n: int = 2):
+        if n < 1:
+            raise ValueError("LocalAgreement needs n >= 1")
+        self.n = n
+        self.committed: list[str] = []
+        self.history: list[list[str]] = []  # the last n hypotheses (words)
+
+    @property
+    def committed_text(self) -> str:
+        return " ".join(self.committed)
+
+    def update(self, text: str) -> tuple[str, str]:
+        """Feed one pass's text; returns (committed, tentative)."""
+        words = text.split()
+        self.history = (self.history + [words])[-self.n:]
+        k = len(self.committed)
+        tentative = self._after_committed(words)
+        if len(self.history) == self.n:
+            agreed = self._common_prefix([[normalize(w) for w in h] for h in self.history])
+            if agreed > k and [normalize(w) for w in words[:k]] == [normalize(w) for w in self.committed]:
+                self.committed += words[k:agreed]
+                tentative = words[agreed:]
+        return self.committed_text, " ".join(tentative)
+
+    def _after_committed(self, words: list[str]) -> list[str]:
+        return words[len(self.committed):]
+
+    def commit(self, text: str) -> None:
+        """Commit a whole hypothesis (a published final) if it extends what is committed."""
+        words = text.split()
+        k = len(self.committed)
+        if len(words) > k and [normalize(w) for w in words[:k]] == [normalize(w) for w in self.committed]:
+            self.committed += words[k:]
+
+    @staticmethod
+    def _common_prefix(seqs: list[list[str]]) -> int:
+        n = 0
+        for column in zip(*seqs):
+            if not column[0] or any(w != column[0] for w in column):
+                break
+            n += 1
+        return n

@@ -17,7 +17,8 @@ import uuid
 from functools import cache
 from pathlib import Path
 
-SCHEMAS = {"emotion": "fdrl.emotion/1", "transcript": "fdrl.transcript/1", "status": "fdrl.status/1"}
+SCHEMAS = {"emotion": "fdrl.emotion/2", "transcript": "fdrl.transcript/2", "status": "fdrl.status/1"}
+FINAL_KINDS = ("early", "confirmed")
 TOPICS = tuple(SCHEMAS)
 SCHEMA_DIR = Path(__file__).resolve().parent / "schema"
 
@@ -47,23 +48,34 @@ class MessageFactory:
 
     def transcript(self, *, utterance_id: int, start: float, end: float, partial: bool, revision: int,
                    text: str, reliable: bool, reason: str | None, no_speech_prob: float, avg_logprob: float,
-                   asr_ms: float) -> dict:
+                   asr_ms: float, committed: str | None = None, tentative: str = "", final_kind: str | None = None,
+                   revises: int | None = None) -> dict:
+        """committed: words that will not change any more (LocalAgreement; all of `text` in a final);
+        tentative: the rest of `text`. final_kind/revises: see emotion()."""
         return {**self._header("transcript"), "utterance_id": utterance_id, "start": _r(start), "end": _r(end),
                 "partial": partial, "revision": revision, "text": text, "reliable": reliable, "reason": reason,
                 "no_speech_prob": _r(no_speech_prob, 4), "avg_logprob": _r(avg_logprob, 4),
-                "asr_ms": _r(asr_ms, 1)}
+                "asr_ms": _r(asr_ms, 1), "committed": text if committed is None else committed,
+                "tentative": tentative, **_finality(partial, final_kind, revises)}
 
     def emotion(self, *, utterance_id: int, start: float, end: float, partial: bool, revision: int,
                 transcript: str, text_used: bool, text_dropped: str | None, label: str, scores: dict[str, float],
                 confidence: float, modalities: tuple[str, ...] | list[str], asr_ms: float, emotion_ms: float,
-                eos_to_publish_ms: float | None, model: str) -> dict:
+                eos_to_publish_ms: float | None, model: str, stable: bool | None = None,
+                final_kind: str | None = None, revises: int | None = None) -> dict:
+        """stable: a partial whose label held for the configured number of passes (finals: always true).
+        final_kind (finals): "early" = published when the pause fixed the audio, before the hangover
+        confirmed the end; "confirmed" = after it. revises: the revision of an earlier final of this
+        utterance that this one replaces (speech resumed), else null."""
         return {**self._header("emotion"), "utterance_id": utterance_id, "start": _r(start), "end": _r(end),
                 "partial": partial, "revision": revision, "transcript": transcript, "text_used": text_used,
                 "text_dropped": text_dropped, "label": label,
                 "scores": {k: _r(v, 4) for k, v in scores.items()}, "confidence": _r(confidence, 4),
                 "modalities": list(modalities), "model": model,
                 "latency_ms": {"asr": _r(asr_ms, 1), "emotion": _r(emotion_ms, 1),
-                               "eos_to_publish": _r(eos_to_publish_ms, 1)}}
+                               "eos_to_publish": _r(eos_to_publish_ms, 1)},
+                "stable": (not partial) if stable is None else bool(stable or not partial),
+                **_finality(partial, final_kind, revises)}
 
     def status(self, *, kind: str, source: str, audio_time: float, uptime_s: float, counters: dict,
                rtf: float | None, rss_mb: float | None, latency_ms: dict | None = None, error: dict | None = None,
@@ -77,6 +89,15 @@ class MessageFactory:
         if device is not None:
             msg["device"] = device
         return msg
+
+
+def _finality(partial: bool, final_kind: str | None, revises: int | None) -> dict:
+    if partial:
+        return {"final_kind": None, "revises": None}
+    kind = final_kind or "confirmed"
+    if kind not in FINAL_KINDS:
+        raise ValueError(f"final_kind must be one of {FINAL_KINDS}, not {kind!r}")
+    return {"final_kind": kind, "revises": revises}
 
 
 def encode(msg: dict) -> bytes:
@@ -117,15 +138,19 @@ def format_emotion(m: dict) -> str:
     if not m["text_used"] and m["transcript"]:
         text += f" [text not used: {m['text_dropped']}]"
     if m["partial"]:
-        return f"  ~ {_span(m)} {m['label']} {m['confidence']:.2f}  {text}  (partial r{m['revision']}, {mods})"
+        stable = ", stable" if m.get("stable") else ""
+        return f"  ~ {_span(m)} {m['label']} {m['confidence']:.2f}  {text}  (partial r{m['revision']}{stable}, {mods})"
     lat = m["latency_ms"].get("eos_to_publish")
     lat_s = f", {lat:.0f} ms" if lat is not None else ""
-    return f"{_span(m)} {m['label'].upper()} {m['confidence']:.2f}  {text}  ({mods}{lat_s})"
+    rev = f", revises r{m['revises']}" if m.get("revises") is not None else ""
+    return f"{_span(m)} {m['label'].upper()} {m['confidence']:.2f}  {text}  ({mods}{lat_s}{rev})"
 
 
 def format_transcript(m: dict) -> str:
     flag = "" if m["reliable"] else f"  [unreliable: {m['reason']}]"
     kind = f"partial r{m['revision']}" if m["partial"] else "final"
+    if m["partial"] and m.get("tentative") and m.get("committed") is not None:
+        return f"  … {_span(m)} \"{m['committed']} [{m['tentative']}]\"  ({kind}){flag}"
     return f"  … {_span(m)} \"{m['text']}\"  ({kind}){flag}"
 
 

@@ -1,10 +1,20 @@
-"""The run-time loop: source -> VAD segmenter -> ASR (+ shared encoder frames) -> emotion -> publisher.
+"""The run-time loop: sources -> VAD segmenters -> ASR (+ shared encoder frames) -> emotion -> publisher.
 
-Live sources (microphone, paced file) run the segmenter and the recogniser in separate threads joined by a
-work queue that coalesces stale work: a newer partial replaces a pending one, and an utterance's end makes
-its pending partials pointless. The segmenter therefore always keeps up with the audio, and end-of-speech
-is decided on time even while a pass is running. A file played as fast as possible runs everything in
-one thread, in order, so its output is deterministic.
+One process serves one or several streams (microphones and/or files) with ONE recogniser and ONE emotion
+model. Every stream has its own segmenter thread, message factory (stream id, sequence numbers), counters
+and status messages; a single worker runs the passes of all streams and encodes passes that are waiting
+at the same time in one batch. The work queue coalesces stale work: a newer partial replaces a pending
+one, and an utterance's end makes its pending partials pointless, so segmenters always keep up with the
+audio and end-of-speech is decided on time even while a pass is running.
+
+Latency: on live sources the final is published as soon as the pause is long enough to fix the
+utterance's audio (`SpeechPause`, an "early" final), not after the whole hangover; if speech resumes
+within the hangover, the utterance goes on and its next final carries a higher revision and `revises`.
+A single file played as fast as possible runs in one thread, in order (deterministic output), with no
+partial passes unless asked (nobody watches them).
+
+Observers (stream.events) see source_start, speech_start, speech_end, pass_start, pass_end, published
+and source_end, with timestamps, for every stream.
 """
 
 from __future__ import annotations
@@ -19,8 +29,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fdrl_core.audio import SAMPLE_RATE
+from fdrl_core.speech_frontend import window_for_model
+from stream.asr import LocalAgreement
 from stream.config import PipelineConfig
-from stream.messages import MessageFactory, format_line
+from stream.events import Observers
+from stream.messages import MessageFactory, format_line, new_stream_id
 from stream.sources import AudioSource, SourceError
 from stream.tegrastats import snapshot as device_snapshot
 from stream.vad import Segmenter, SpeechDiscard, SpeechEnd, SpeechGrow, SpeechPause, SpeechStart
@@ -45,12 +58,15 @@ class Stats:
     discarded: int = 0
     errors: int = 0
     audio_samples: int = 0
-    busy_s: float = 0.0  # ASR + emotion compute
+    busy_s: float = 0.0  # ASR + emotion compute (a batched pass is shared among its streams)
     eos_latency_ms: deque = field(default_factory=lambda: deque(maxlen=10000))
     speech_end_latency_ms: deque = field(default_factory=lambda: deque(maxlen=10000))
     partials_skipped: int = 0
     speculative_hits: int = 0
     speculative_misses: int = 0
+    early_finals: int = 0  # finals published at the pause, before the hangover confirmed the end
+    revised_finals: int = 0  # finals that replaced an earlier final of the same utterance (speech resumed)
+    batched_passes: int = 0  # passes that shared an encoder call with another stream's
 
     @property
     def audio_s(self) -> float:
@@ -68,30 +84,48 @@ class Stats:
 
 
 class WorkQueue:
-    """Events for the worker; stale partial/speculative work is dropped instead of queued."""
+    """Events for the worker, tagged with their stream; stale partial/speculative work is dropped instead
+    of queued. A non-live producer (a file read as fast as possible) waits when `limit` items are queued."""
 
-    def __init__(self):
+    def __init__(self, limit: int = 64):
         self.items: deque = deque()
         self.cv = threading.Condition()
         self.closed = False
         self.coalesced = 0
+        self.limit = limit
 
-    def put(self, ev, t: float) -> None:
+    def put(self, stream, ev, t: float, block: bool = False) -> None:
         with self.cv:
+            while block and len(self.items) >= self.limit and not self.closed:
+                self.cv.wait(0.1)
             if isinstance(ev, (SpeechGrow, SpeechPause, SpeechEnd, SpeechDiscard)):
                 uid = ev.utt.id
                 stale = (SpeechGrow,) if isinstance(ev, SpeechGrow) else (SpeechGrow, SpeechPause)
-                keep = deque(x for x in self.items if not (isinstance(x[0], stale) and x[0].utt.id == uid))
+                keep = deque(x for x in self.items
+                             if not (x[0] is stream and isinstance(x[1], stale) and x[1].utt.id == uid))
                 self.coalesced += len(self.items) - len(keep)
                 self.items = keep
-            self.items.append((ev, t))
-            self.cv.notify()
+            self.items.append((stream, ev, t))
+            self.cv.notify_all()
 
-    def get(self):
+    def get_batch(self, max_items: int) -> list | None:
+        """The oldest item plus, up to `max_items`, the oldest item of each other stream (a stream's own
+        events stay in order). None once closed and empty."""
         with self.cv:
             while not self.items and not self.closed:
                 self.cv.wait()
-            return self.items.popleft() if self.items else None
+            if not self.items:
+                return None
+            batch, seen, rest = [], set(), deque()
+            for item in self.items:
+                if len(batch) < max_items and id(item[0]) not in seen:
+                    seen.add(id(item[0]))
+                    batch.append(item)
+                else:
+                    rest.append(item)
+            self.items = rest
+            self.cv.notify_all()
+            return batch
 
     def close(self) -> None:
         with self.cv:
@@ -102,176 +136,387 @@ class WorkQueue:
         return len(self.items)
 
 
-class Pipeline:
-    def __init__(self, cfg: PipelineConfig, source: AudioSource, recognizer, emotion, publisher,
-                 out=None, log=None):
-        self.cfg = cfg
+@dataclass
+class UttState:
+    """What the worker knows about one utterance of one stream."""
+    revision: int = 0  # of the last message published about it
+    agreement: LocalAgreement = field(default_factory=LocalAgreement)
+    label: str | None = None  # provisional label and how many passes in a row gave it
+    label_runs: int = 0
+    final_end: int | None = None  # end sample of the last final published, and its revision
+    final_revision: int | None = None
+    spec: tuple | None = None  # (end, Hypothesis, EmotionResult, emotion_ms): speculative final pass
+
+
+class Stream:
+    """One audio source and everything that is per stream: segmenter, ids and sequence numbers, counters."""
+
+    def __init__(self, pipeline: Pipeline, source: AudioSource, stream_id: str, index: int):
+        cfg = pipeline.cfg
+        self.pipeline = pipeline
         self.source = source
+        self.index = index
+        self.msgs = MessageFactory(stream_id)
+        self.stream_id = self.msgs.stream_id
+        self.live = source.live
+        partials = cfg.asr.partial_every_s > 0 and (self.live or cfg.fast_partials)
+        self.segmenter = Segmenter(cfg.vad, grow_every_ms=int(cfg.asr.partial_every_s * 1000) if partials else None)
+        self.stats = Stats()
+        self.speculate = cfg.speculative and self.live
+        self.early_final = cfg.early_final and self.live
+        self.utts: dict[int, UttState] = {}
+        self.t_source: float | None = None
+        self.source_error: str | None = None
+        self.status_lock = threading.Lock()
+
+    def utt(self, uid: int) -> UttState:
+        st = self.utts.get(uid)
+        if st is None:
+            st = self.utts[uid] = UttState(agreement=LocalAgreement(self.pipeline.cfg.agreement_passes))
+            while len(self.utts) > 32:  # old utterances are done
+                self.utts.pop(next(iter(self.utts)))
+        return st
+
+    def next_revision(self, uid: int) -> int:
+        st = self.utt(uid)
+        st.revision += 1
+        return st.revision
+
+
+class Pipeline:
+    """`sources`: one AudioSource or a list (one stream each). `observers`: callables receiving
+    stream.events.PipelineEvent (or an Observers object)."""
+
+    def __init__(self, cfg: PipelineConfig, sources: AudioSource | list[AudioSource], recognizer, emotion,
+                 publisher, out=None, log=None, observers=None):
+        self.cfg = cfg
         self.recognizer = recognizer
+        model_path = getattr(emotion, "model_path", None)
+        if model_path is not None and hasattr(recognizer, "window"):
+            # encode with the window policy the emotion model was trained with (legacy models: 30 s)
+            recognizer.window = window_for_model(model_path)
         self.emotion = emotion
         self.publisher = publisher
         self.out = out or sys.stdout
         self.log = log or sys.stderr
-        self.msgs = MessageFactory(cfg.stream_id)
-        partial_ms = int(cfg.asr.partial_every_s * 1000)
-        self.segmenter = Segmenter(cfg.vad, grow_every_ms=partial_ms or None)
-        self.stats = Stats()
-        self.live = source.live
-        self.speculate = cfg.speculative and self.live
-        self.work = WorkQueue() if self.live else None
+        self.observers = observers if isinstance(observers, Observers) else Observers(observers, log=self.log)
+        srcs = list(sources) if isinstance(sources, (list, tuple)) else [sources]
+        if not srcs:
+            raise ValueError("the pipeline needs at least one audio source")
+        base = cfg.stream_id or new_stream_id()
+        ids = cfg.stream_ids or ([base] if len(srcs) == 1 else [f"{base}-{i}" for i in range(len(srcs))])
+        if len(ids) != len(srcs) or len(set(ids)) != len(ids):
+            raise ValueError("stream ids must be unique, one per source")
+        self.streams = [Stream(self, s, sid, i) for i, (s, sid) in enumerate(zip(srcs, ids))]
+        self.inline = len(self.streams) == 1 and not self.streams[0].live  # one fast file: one thread, in order
+        self.work = None if self.inline else WorkQueue()
         self.stop_requested = threading.Event()
         self.done = threading.Event()
         self.t_start = time.monotonic()
-        self.t_source = None
         self.partial_clock: tuple[float, float | None] = (0.0, None)  # last partial: start, cost (s)
-        self.spec = None  # (utterance id, end sample, Hypothesis, EmotionResult, emotion_ms)
         self.tegra = device_snapshot  # Jetson telemetry; returns None elsewhere
-        self.source_error: str | None = None
-        self.status_lock = threading.Lock()
+        self.t_source = None
+
+    # ------------------------------------------------------------ single-stream views (API of one stream)
+
+    @property
+    def source(self) -> AudioSource:
+        return self.streams[0].source
+
+    @property
+    def stats(self) -> Stats:
+        return self.streams[0].stats if len(self.streams) == 1 else self.total_stats()
+
+    @property
+    def msgs(self) -> MessageFactory:
+        return self.streams[0].msgs
+
+    @property
+    def source_error(self) -> str | None:
+        errors = [f"{s.stream_id}: {s.source_error}" if len(self.streams) > 1 else s.source_error
+                  for s in self.streams if s.source_error]
+        return "; ".join(errors) or None
+
+    def total_stats(self) -> Stats:
+        t = Stats()
+        for s in self.streams:
+            for name in ("utterances", "partials", "discarded", "errors", "audio_samples", "busy_s",
+                         "partials_skipped", "speculative_hits", "speculative_misses", "early_finals",
+                         "revised_finals", "batched_passes"):
+                setattr(t, name, getattr(t, name) + getattr(s.stats, name))
+            t.eos_latency_ms.extend(s.stats.eos_latency_ms)
+            t.speech_end_latency_ms.extend(s.stats.speech_end_latency_ms)
+        return t
 
     # ------------------------------------------------------------ control
 
     def request_stop(self) -> None:
         """Ctrl-C / SIGTERM: stop capturing; what was captured is still processed and published."""
         self.stop_requested.set()
-        self.source.stop()
+        for s in self.streams:
+            s.source.stop()
 
     def run(self) -> int:
-        """Returns 0 when the input ended or a stop was requested, 1 when the source failed."""
-        self._status("start")
+        """Returns 0 when the inputs ended or a stop was requested, 1 when a source failed."""
+        for s in self.streams:
+            self._status(s, "start")
         hb = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
         hb.start()
         worker = None
-        if self.live:
+        if self.work is not None:
             worker = threading.Thread(target=self._worker, name="worker", daemon=True)
             worker.start()
         try:
-            self.source.start()
-            self.t_source = time.monotonic()
-            self._segment()
-        except SourceError as e:
-            self.source_error = str(e)
-            self._error(None, "source", str(e))
-            for ev in self.segmenter.flush("stop"):
-                self._dispatch(ev)
+            if self.inline:
+                self._segment(self.streams[0])
+            else:
+                threads = [threading.Thread(target=self._segment, args=(s,), name=f"segmenter-{s.index}",
+                                            daemon=True) for s in self.streams]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    while t.is_alive():
+                        t.join(0.2)
         finally:
             if self.work is not None:
                 self.work.close()
                 worker.join()
             self.done.set()
             hb.join(timeout=2 * self.cfg.heartbeat_s)
-            self.source.close()
-            self._status("stop")
+            for s in self.streams:
+                s.source.close()
+                self._status(s, "stop")
         return 1 if self.source_error else 0
 
-    def _segment(self) -> None:
-        seg = self.segmenter
-        for frame in self.source.frames():
-            self.stats.audio_samples = frame.end
-            for ev in seg.push(frame.samples, frame.start):
-                self._dispatch(ev)
-        for ev in seg.flush("stop" if self.stop_requested.is_set() else "flush"):
-            self._dispatch(ev)
+    def _segment(self, s: Stream) -> None:
+        seg = s.segmenter
+        reason = "end"
+        try:
+            s.source.start()
+            s.t_source = time.monotonic()
+            if self.t_source is None:
+                self.t_source = s.t_source
+            self.observers.emit("source_start", s.stream_id, t=s.t_source, live=s.live, sample_rate=SAMPLE_RATE)
+            for frame in s.source.frames():
+                s.stats.audio_samples = frame.end
+                for ev in seg.push(frame.samples, frame.start):
+                    self._dispatch(s, ev)
+            flush = "stop" if self.stop_requested.is_set() else "flush"
+            reason = "stop" if flush == "stop" else "end"
+        except SourceError as e:
+            s.source_error = str(e)
+            reason = "error"
+            self._error(s, None, "source", str(e))
+            flush = "stop"
+        for ev in seg.flush(flush):
+            self._dispatch(s, ev)
+        self.observers.emit("source_end", s.stream_id, audio_t=s.stats.audio_s, reason=reason)
 
-    def _dispatch(self, ev) -> None:
+    def _dispatch(self, s: Stream, ev) -> None:
         t = time.monotonic()
-        if isinstance(ev, SpeechPause) and not self.speculate:
-            return
         if isinstance(ev, SpeechStart):
+            self.observers.emit("speech_start", s.stream_id, utterance_id=ev.utt.id, t=t,
+                                audio_t=ev.utt.onset / SAMPLE_RATE)
             return
-        if isinstance(ev, SpeechGrow) and self.live and not self._partial_due(t):
-            self.stats.partials_skipped += 1
+        if isinstance(ev, SpeechEnd):
+            self.observers.emit("speech_end", s.stream_id, utterance_id=ev.utt.id, t=t,
+                                audio_t=ev.utt.last_voiced_end / SAMPLE_RATE, reason=ev.reason)
+        if isinstance(ev, SpeechPause) and not (s.speculate or s.early_final):
+            return
+        if isinstance(ev, SpeechGrow) and s.live and not self._partial_due(t):
+            s.stats.partials_skipped += 1
             return
         if self.work is not None:
-            self.work.put(ev, t)
+            self.work.put(s, ev, t, block=not s.live)
         else:
-            self._handle(ev, t)
+            self._handle_batch([(s, ev, t)])
 
     def _partial_due(self, now: float) -> bool:
-        """Duty-cycle cap: after a partial pass that took c seconds, wait c / partial_duty before the next."""
+        """Duty-cycle cap: after a partial pass that took c seconds, wait c / partial_duty before the next
+        (across all streams: the worker is shared)."""
         started, cost = self.partial_clock
         return cost is None or now - started >= cost / self.cfg.partial_duty
 
     def _worker(self) -> None:
-        while (item := self.work.get()) is not None:
-            self._handle(*item)
+        while (batch := self.work.get_batch(self.cfg.max_batch)) is not None:
+            self._handle_batch(batch)
 
     # ------------------------------------------------------------ work
 
-    def _handle(self, ev, t_decided: float) -> None:
+    def _needs_pass(self, s: Stream, ev) -> tuple[bool, str] | None:
+        """(final, prefix) when `ev` needs an ASR pass, None when it needs none."""
+        if isinstance(ev, SpeechGrow):
+            return False, s.utt(ev.utt.id).agreement.committed_text
+        if isinstance(ev, SpeechPause):
+            if self._resumed(s, ev):
+                return None
+            return True, s.utt(ev.utt.id).agreement.committed_text
+        if isinstance(ev, SpeechEnd):
+            st = s.utt(ev.utt.id)
+            if st.final_end == ev.end or (st.spec is not None and st.spec[0] == ev.end):
+                return None  # already published early, or the speculative pass has it
+            return True, st.agreement.committed_text
+        return None
+
+    def _resumed(self, s: Stream, ev: SpeechPause) -> bool:
+        """Speech came back after the pause was decided (the utterance's audio is not final after all)."""
+        return ev.utt.last_voiced_end + s.segmenter.cfg.tail_ms * SAMPLE_RATE // 1000 != ev.end
+
+    def _handle_batch(self, batch: list) -> None:
+        jobs, reqs = [], []
+        for s, ev, t in batch:
+            need = self._needs_pass(s, ev)
+            if need is not None:
+                jobs.append((s, ev, t))
+                reqs.append((ev.audio, need[0], need[1]))
+        hyps: dict[int, object] = {}
+        t_partial = time.monotonic() if any(isinstance(ev, SpeechGrow) for _, ev, _ in jobs) else None
+        if reqs:
+            t0 = time.perf_counter()
+            for s, ev, _ in jobs:
+                self.observers.emit("pass_start", s.stream_id, utterance_id=ev.utt.id, audio_t=ev.end / SAMPLE_RATE,
+                                    final=not isinstance(ev, SpeechGrow), speculative=isinstance(ev, SpeechPause),
+                                    samples=len(ev.audio))
+            try:
+                results = self.recognizer.transcribe_many(reqs)
+            except Exception as e:  # one failing pass fails its utterances; the streams go on
+                results = [e] * len(reqs)
+                if len(reqs) > 1:  # retry one by one, so one bad utterance does not take the others
+                    results = []
+                    for r in reqs:
+                        try:
+                            results.append(self.recognizer.transcribe_many([r])[0])
+                        except Exception as e1:
+                            results.append(e1)
+            cost = time.perf_counter() - t0
+            for (s, ev, _), hyp in zip(jobs, results):
+                hyps[id(ev)] = hyp
+                s.stats.busy_s += cost / len(jobs)
+                if len(jobs) > 1:
+                    s.stats.batched_passes += 1
+        for s, ev, t in batch:
+            self._handle(s, ev, t, hyps.get(id(ev)))
+        if t_partial is not None:
+            self.partial_clock = (t_partial, time.monotonic() - t_partial)
+
+    def _handle(self, s: Stream, ev, t_decided: float, hyp) -> None:
         stage = "asr"
         try:
+            if isinstance(hyp, Exception):
+                raise hyp
             if isinstance(ev, SpeechDiscard):
-                self.stats.discarded += 1
-                self.spec = None
+                s.stats.discarded += 1
+                s.utts.pop(ev.utt.id, None)
             elif isinstance(ev, SpeechGrow):
-                t0 = time.monotonic()
-                self.partial_clock = (t0, self.partial_clock[1])
-                hyp = self._transcribe(ev.audio, final=False)
-                self.stats.partials += 1
-                self._publish_transcript(ev.utt, ev.end, hyp, partial=True, revision=ev.revision)
-                if self.cfg.partial_emotion:
-                    stage = "emotion"
-                    result, emo_ms = self._classify(hyp)
-                    self._publish_emotion(ev.utt, ev.end, hyp, result, emo_ms, True, ev.revision, None)
-                self.partial_clock = (t0, time.monotonic() - t0)
+                self._partial(s, ev, hyp)
             elif isinstance(ev, SpeechPause):
-                self.spec = None
-                try:
-                    hyp = self._transcribe(ev.audio, final=True)
-                    result, emo_ms = self._classify(hyp)
-                    self.spec = (ev.utt.id, ev.end, hyp, result, emo_ms)
-                except Exception:  # only a head start: the end of the utterance redoes it and reports
-                    pass
-            elif isinstance(ev, SpeechEnd):
-                if self.spec is not None and self.spec[:2] == (ev.utt.id, ev.end):
-                    _, _, hyp, result, emo_ms = self.spec
-                    self.stats.speculative_hits += 1
+                if hyp is None:
+                    return
+                stage = "emotion"
+                result, emo_ms = self._classify(s, hyp)
+                self._pass_end(s, ev, hyp, emo_ms, final=True, speculative=True)
+                st = s.utt(ev.utt.id)
+                if s.early_final and not self._resumed(s, ev):
+                    stage = "publish"
+                    self._final(s, ev.utt, ev.end, hyp, result, emo_ms, t_decided, kind="early")
                 else:
-                    if self.spec is not None:
-                        self.stats.speculative_misses += 1
-                    hyp = self._transcribe(ev.audio, final=True)
+                    st.spec = (ev.end, hyp, result, emo_ms)
+            elif isinstance(ev, SpeechEnd):
+                st = s.utt(ev.utt.id)
+                if st.final_end == ev.end:  # the early final stands: the hangover confirmed it
+                    s.stats.speculative_hits += 1
+                    s.utts.pop(ev.utt.id, None)
+                    return
+                if hyp is None and st.spec is not None and st.spec[0] == ev.end:
+                    _, hyp, result, emo_ms = st.spec
+                    s.stats.speculative_hits += 1
+                else:
+                    if st.spec is not None or st.final_end is not None:
+                        s.stats.speculative_misses += 1
                     stage = "emotion"
-                    result, emo_ms = self._classify(hyp)
-                self.spec = None
+                    result, emo_ms = self._classify(s, hyp)
+                    self._pass_end(s, ev, hyp, emo_ms, final=True, speculative=False)
                 stage = "publish"
-                self._publish_transcript(ev.utt, ev.end, hyp, partial=False, revision=ev.revision)
-                self._publish_emotion(ev.utt, ev.end, hyp, result, emo_ms, False, ev.revision, t_decided)
+                self._final(s, ev.utt, ev.end, hyp, result, emo_ms, t_decided, kind="confirmed")
+                s.utts.pop(ev.utt.id, None)
         except Exception as e:  # one failing utterance is reported and the stream goes on
-            self._error(ev.utt.id, stage, f"{type(e).__name__}: {e}")
+            self._error(s, ev.utt.id, stage, f"{type(e).__name__}: {e}")
 
-    def _transcribe(self, audio: np.ndarray, final: bool):
-        t0 = time.perf_counter()
-        hyp = self.recognizer.transcribe(audio, final=final)
-        self.stats.busy_s += time.perf_counter() - t0
-        return hyp
+    def _partial(self, s: Stream, ev: SpeechGrow, hyp) -> None:
+        st = s.utt(ev.utt.id)
+        s.stats.partials += 1
+        committed, tentative = st.agreement.update(hyp.text)
+        emo = None
+        if self.cfg.partial_emotion:
+            result, emo_ms = self._classify(s, hyp)
+            if result.label == st.label:
+                st.label_runs += 1
+            else:
+                st.label, st.label_runs = result.label, 1
+            emo = (result, emo_ms, st.label_runs >= self.cfg.stable_passes)
+        self._pass_end(s, ev, hyp, emo[1] if emo else 0.0, final=False, speculative=False)
+        rev = s.next_revision(ev.utt.id)
+        self._publish_transcript(s, ev.utt, ev.end, hyp, partial=True, revision=rev, committed=committed,
+                                 tentative=tentative)
+        if emo is not None:
+            self._publish_emotion(s, ev.utt, ev.end, hyp, emo[0], emo[1], True, rev, None, stable=emo[2])
 
-    def _classify(self, hyp):
+    def _final(self, s: Stream, utt, end: int, hyp, result, emo_ms: float, t_decided: float, kind: str) -> None:
+        st = s.utt(utt.id)
+        revises = st.final_revision
+        rev = s.next_revision(utt.id)
+        self._publish_transcript(s, utt, end, hyp, partial=False, revision=rev, committed=hyp.text, tentative="",
+                                 final_kind=kind, revises=revises)
+        self._publish_emotion(s, utt, end, hyp, result, emo_ms, False, rev, t_decided, stable=True,
+                              final_kind=kind, revises=revises)
+        st.final_end, st.final_revision = end, rev
+        if kind == "early":
+            s.stats.early_finals += 1
+            st.agreement.commit(hyp.text)  # should speech resume, the next final starts with these words
+        if revises is not None:
+            s.stats.revised_finals += 1
+
+    def _pass_end(self, s: Stream, ev, hyp, emo_ms: float, final: bool, speculative: bool) -> None:
+        self.observers.emit("pass_end", s.stream_id, utterance_id=ev.utt.id, audio_t=ev.end / SAMPLE_RATE,
+                            final=final, speculative=speculative, asr_ms=round(hyp.asr_ms, 2),
+                            emotion_ms=round(emo_ms, 2))
+
+    def _classify(self, s: Stream, hyp):
         t0 = time.perf_counter()
         result, ms = self.emotion.classify(hyp.frames, hyp.usable_text)
-        self.stats.busy_s += time.perf_counter() - t0
+        s.stats.busy_s += time.perf_counter() - t0
         return result, ms
 
     # ------------------------------------------------------------ messages
 
-    def _send(self, topic: str, msg: dict) -> None:
+    def _send(self, s: Stream, topic: str, msg: dict) -> None:
         self.publisher.send(topic, msg)
+        if self.observers:
+            self.observers.emit("published", s.stream_id, utterance_id=msg.get("utterance_id"),
+                                audio_t=msg.get("end"), topic=topic, partial=msg.get("partial"),
+                                revision=msg.get("revision"), message=msg)
         if self.cfg.print_lines and self._printable(topic, msg):
-            print(format_line(topic, msg), file=self.out, flush=True)
+            line = format_line(topic, msg)
+            if len(self.streams) > 1:
+                line = f"[{s.index}] {line}"
+            print(line, file=self.out, flush=True)
 
     def _printable(self, topic: str, msg: dict) -> bool:
         if topic == "emotion":
             return not msg["partial"] or self.cfg.print_partials
         return topic == "transcript" and msg["partial"] and self.cfg.print_partials
 
-    def _publish_transcript(self, utt, end: int, hyp, partial: bool, revision: int) -> None:
-        self._send("transcript", self.msgs.transcript(
+    def _publish_transcript(self, s: Stream, utt, end: int, hyp, partial: bool, revision: int, committed: str,
+                            tentative: str, final_kind: str | None = None, revises: int | None = None) -> None:
+        self._send(s, "transcript", s.msgs.transcript(
             utterance_id=utt.id, start=utt.start / SAMPLE_RATE, end=end / SAMPLE_RATE, partial=partial,
             revision=revision, text=hyp.text, reliable=hyp.reliable, reason=hyp.reason,
-            no_speech_prob=hyp.no_speech_prob, avg_logprob=min(0.0, hyp.avg_logprob), asr_ms=hyp.asr_ms))
+            no_speech_prob=hyp.no_speech_prob, avg_logprob=min(0.0, hyp.avg_logprob), asr_ms=hyp.asr_ms,
+            committed=committed, tentative=tentative, final_kind=final_kind, revises=revises))
 
-    def _publish_emotion(self, utt, end: int, hyp, result, emo_ms: float, partial: bool, revision: int,
-                         t_decided: float | None) -> None:
+    def _publish_emotion(self, s: Stream, utt, end: int, hyp, result, emo_ms: float, partial: bool, revision: int,
+                         t_decided: float | None, stable: bool, final_kind: str | None = None,
+                         revises: int | None = None) -> None:
         text_used = "text" in result.modalities
         if text_used:
             dropped = None
@@ -281,70 +526,78 @@ class Pipeline:
             dropped = hyp.reason
         now = time.monotonic()
         eos_ms = None if t_decided is None else (now - t_decided) * 1000
-        msg = self.msgs.emotion(
+        msg = s.msgs.emotion(
             utterance_id=utt.id, start=utt.start / SAMPLE_RATE, end=end / SAMPLE_RATE, partial=partial,
             revision=revision, transcript=hyp.text, text_used=text_used, text_dropped=dropped, label=result.label,
             scores=result.probs, confidence=result.confidence, modalities=tuple(result.modalities),
-            asr_ms=hyp.asr_ms, emotion_ms=emo_ms, eos_to_publish_ms=eos_ms, model=self.emotion.name)
-        self._send("emotion", msg)
+            asr_ms=hyp.asr_ms, emotion_ms=emo_ms, eos_to_publish_ms=eos_ms, model=self.emotion.name,
+            stable=stable, final_kind=final_kind, revises=revises)
+        self._send(s, "emotion", msg)
         if not partial:
-            self.stats.utterances += 1
-            self.stats.eos_latency_ms.append(eos_ms)
-            if self.live and self.t_source is not None:  # paced audio: audio clock ~ wall clock
-                speech_end = self.t_source + utt.last_voiced_end / SAMPLE_RATE
-                self.stats.speech_end_latency_ms.append(max(0.0, (now - speech_end) * 1000))
+            if revises is None:
+                s.stats.utterances += 1
+            s.stats.eos_latency_ms.append(eos_ms)
+            if s.live and s.t_source is not None:  # paced audio: audio clock ~ wall clock
+                speech_end = s.t_source + utt.last_voiced_end / SAMPLE_RATE
+                s.stats.speech_end_latency_ms.append(max(0.0, (now - speech_end) * 1000))
 
-    def _error(self, utterance_id: int | None, stage: str, message: str) -> None:
-        self.stats.errors += 1
-        print(f"stream: utterance {utterance_id} failed in {stage}: {message}" if utterance_id is not None
-              else f"stream: {message}", file=self.log, flush=True)
-        self._status("error", error={"utterance_id": utterance_id, "stage": stage, "message": message[:500]})
+    def _error(self, s: Stream, utterance_id: int | None, stage: str, message: str) -> None:
+        s.stats.errors += 1
+        who = f"{s.stream_id}: " if len(self.streams) > 1 else ""
+        print(f"stream: {who}utterance {utterance_id} failed in {stage}: {message}" if utterance_id is not None
+              else f"stream: {who}{message}", file=self.log, flush=True)
+        self._status(s, "error", error={"utterance_id": utterance_id, "stage": stage, "message": message[:500]})
 
-    def counters(self) -> dict:
-        return {"utterances": self.stats.utterances, "partials": self.stats.partials,
-                "discarded": self.stats.discarded, "dropped_audio_frames": self.source.dropped_frames,
-                "queue_depth": self.source.queue_depth(), "pending_work": len(self.work) if self.work else 0,
-                "errors": self.stats.errors,
+    def counters(self, s: Stream | None = None) -> dict:
+        s = s or self.streams[0]
+        return {"utterances": s.stats.utterances, "partials": s.stats.partials,
+                "discarded": s.stats.discarded, "dropped_audio_frames": s.source.dropped_frames,
+                "queue_depth": s.source.queue_depth(), "pending_work": len(self.work) if self.work else 0,
+                "errors": s.stats.errors,
                 "messages_sent": self.publisher.sent, "send_failures": self.publisher.failures}
 
-    def _status(self, kind: str, error: dict | None = None) -> None:
+    def _status(self, s: Stream, kind: str, error: dict | None = None) -> None:
         device = None
         if self.tegra is not None:
             try:
                 device = self.tegra()
             except Exception:  # telemetry must never take the stream down
                 device = None
-        with self.status_lock:  # heartbeat, worker and main thread all report: keep seq in send order
-            self._send_status(kind, error, device)
-
-    def _send_status(self, kind: str, error: dict | None, device: dict | None) -> None:
-        self._send("status", self.msgs.status(
-            kind=kind, source=self.source.describe(), audio_time=self.stats.audio_s,
-            uptime_s=time.monotonic() - self.t_start, counters=self.counters(), rtf=self.stats.rtf,
-            rss_mb=rss_mb(), latency_ms=self.stats.latency(), error=error, device=device or None))
+        with s.status_lock:  # heartbeat, worker and segmenter threads all report: keep seq in send order
+            self._send(s, "status", s.msgs.status(
+                kind=kind, source=s.source.describe(), audio_time=s.stats.audio_s,
+                uptime_s=time.monotonic() - self.t_start, counters=self.counters(s), rtf=s.stats.rtf,
+                rss_mb=rss_mb(), latency_ms=s.stats.latency(), error=error, device=device or None))
 
     def _heartbeat(self) -> None:
         while not self.done.wait(self.cfg.heartbeat_s):
-            self._status("heartbeat")
+            for s in self.streams:
+                self._status(s, "heartbeat")
 
     # ------------------------------------------------------------ report
 
     def summary(self, wall_s: float) -> str:
-        s = self.stats
+        s = self.total_stats()
         lat = s.latency()
-        lines = [f"summary: {s.utterances} utterances from {s.audio_s:.1f} s of audio in {wall_s:.1f} s "
+        dropped = sum(x.source.dropped_frames for x in self.streams)
+        many = f"{len(self.streams)} streams, " if len(self.streams) > 1 else ""
+        lines = [f"summary: {many}{s.utterances} utterances from {s.audio_s:.1f} s of audio in {wall_s:.1f} s "
                  f"(processing RTF {s.rtf or 0:.2f}, wall RTF {wall_s / max(s.audio_s, 1e-9):.2f}), "
                  f"{s.partials} partial passes ({s.partials_skipped} skipped to keep up), "
-                 f"dropped audio {self.source.dropped_frames} frames, "
+                 f"dropped audio {dropped} frames, "
                  f"errors {s.errors}, memory {rss_mb() or 0:.0f} MB"]
         if lat["count"]:
             lines.append(f"latency end-of-speech decision -> final emotion message: median {lat['median']:.0f} ms, "
                          f"p95 {lat['p95']:.0f} ms (n={lat['count']})")
         if s.speech_end_latency_ms:
             xs = list(s.speech_end_latency_ms)
-            lines.append(f"latency last voiced frame -> final emotion message (includes the "
-                         f"{self.cfg.vad.hangover_ms} ms hangover): median {percentile(xs, 50):.0f} ms, "
+            lines.append(f"latency last voiced frame -> final emotion message: median {percentile(xs, 50):.0f} ms, "
                          f"p95 {percentile(xs, 95):.0f} ms")
-        if self.speculate:
+        if any(x.early_final for x in self.streams):
+            lines.append(f"finals: {s.early_finals} published at the pause (early), {s.revised_finals} revised "
+                         f"because speech resumed")
+        elif any(x.speculate for x in self.streams):
             lines.append(f"speculative final passes: {s.speculative_hits} used, {s.speculative_misses} discarded")
+        if len(self.streams) > 1:
+            lines.append(f"passes batched across streams: {s.batched_passes}")
         return "\n".join(lines)

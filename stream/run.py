@@ -25,6 +25,7 @@ EPILOG = """examples:
   python -m stream.run --mic                       # default microphone; Ctrl-C finishes the utterance and exits
   python -m stream.run --mic --device 2            # see --list-devices
   python -m stream.run --file talk.wav --realtime  # replay paced like a microphone
+  python -m stream.run --mic 2 --mic 3 --file a.wav --realtime  # three streams, one model, one process
   python -m stream.subscribe                       # in another terminal: watch the messages
 
 messages: topics 'emotion', 'transcript', 'status' as multipart [topic, json]; the contract is
@@ -36,15 +37,19 @@ def build_parser() -> argparse.ArgumentParser:
     d_vad, d_asr = VadConfig(), AsrConfig()
     ap = argparse.ArgumentParser(prog="python -m stream.run", description=__doc__.split("\n\n")[1],
                                  epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    src = ap.add_argument_group("audio source (choose one)")
-    one = src.add_mutually_exclusive_group(required=True)
-    one.add_argument("--mic", action="store_true", help="capture from a microphone (sounddevice/PortAudio)")
-    one.add_argument("--file", metavar="PATH", help="replay a WAV/FLAC file (any rate and channel count)")
-    one.add_argument("--demo", action="store_true", help="replay the bundled demo recording (stream/demo/demo.wav)")
-    one.add_argument("--list-devices", action="store_true", help="list input devices and exit")
-    src.add_argument("--device", help="input device index or name for --mic (default: the system default)")
+    src = ap.add_argument_group("audio sources (one or more; each is its own stream with its own stream id)")
+    src.add_argument("--mic", nargs="?", action="append", const="", metavar="DEVICE",
+                     help="capture from a microphone (sounddevice/PortAudio): the default one, or DEVICE "
+                          "(index or name); repeat for several microphones")
+    src.add_argument("--file", action="append", metavar="PATH",
+                     help="replay a WAV/FLAC file (any rate and channel count); repeat for several streams")
+    src.add_argument("--demo", action="store_true", help="replay the bundled demo recording (stream/demo/demo.wav)")
+    src.add_argument("--list-devices", action="store_true", help="list input devices and exit")
+    src.add_argument("--device", help="input device index or name for a --mic given without one "
+                                      "(default: the system default)")
     src.add_argument("--realtime", action="store_true",
-                     help="--file/--demo: pace the replay like a microphone (default: as fast as possible)")
+                     help="--file/--demo: pace the replay like a microphone (default: as fast as possible, "
+                          "then without partial passes unless --partial-every is given)")
     src.add_argument("--loop", type=int, default=1, metavar="N", help="--file/--demo: play N times (soak tests)")
 
     mod = ap.add_argument_group("models")
@@ -61,12 +66,20 @@ def build_parser() -> argparse.ArgumentParser:
                      help="torch/onnxruntime device for the emotion model (default: %(default)s)")
     mod.add_argument("--language", default=d_asr.language, help="language for multilingual Whisper models")
     mod.add_argument("--beam-size", type=int, default=d_asr.beam_size, help="final-pass beam (default: %(default)s)")
-    mod.add_argument("--partial-every", type=float, default=d_asr.partial_every_s, metavar="S",
-                     help="a partial transcript per S seconds of new speech; 0 disables (default: %(default)s)")
+    mod.add_argument("--partial-every", type=float, default=None, metavar="S",
+                     help=f"a partial transcript per S seconds of new speech; 0 disables (default: "
+                          f"{d_asr.partial_every_s} for microphones and --realtime; a file played as fast "
+                          f"as possible gets partials only when this is given)")
     mod.add_argument("--no-partial-emotion", action="store_true",
                      help="partial transcripts only, no provisional emotion")
     mod.add_argument("--no-speculative", action="store_true",
                      help="do not start the final pass during the end-of-speech hangover (live sources)")
+    mod.add_argument("--no-early-final", action="store_true",
+                     help="live sources: publish the final only after the hangover confirmed the end (default: "
+                          "as soon as the pause fixes the audio, with a revised final if speech resumes)")
+    mod.add_argument("--stable-passes", type=int, default=2, metavar="N",
+                     help="a provisional emotion is marked stable once its label held for N passes "
+                          "(default: %(default)s)")
     mod.add_argument("--no-speech-threshold", type=float, default=d_asr.no_speech_threshold,
                      help="hallucination guard: Whisper no-speech probability (default: %(default)s)")
     mod.add_argument("--logprob-threshold", type=float, default=d_asr.logprob_threshold,
@@ -90,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     pub = ap.add_argument_group("publishing and output")
     pub.add_argument("--endpoint", default=DEFAULT_ENDPOINT, help="ZeroMQ PUB bind address (default: %(default)s)")
-    pub.add_argument("--stream-id", help="stream id in every message (default: host-pid-random)")
+    pub.add_argument("--stream-id", help="stream id in every message (default: host-pid-random); with several "
+                                         "sources, stream i gets ID-i")
     pub.add_argument("--heartbeat", type=float, default=1.0, metavar="S", help="status interval (default: %(default)s)")
     pr = pub.add_mutually_exclusive_group()
     pr.add_argument("--print", dest="print_lines", action="store_true", default=None,
@@ -105,14 +119,17 @@ def config_from_args(args) -> PipelineConfig:
     vad = VadConfig(aggressiveness=args.vad_aggressiveness, frame_ms=args.frame_ms, preroll_ms=args.preroll_ms,
                     hangover_ms=args.hangover_ms, tail_ms=min(args.tail_ms, args.hangover_ms),
                     min_speech_ms=args.min_speech_ms, max_utterance_s=args.max_utterance)
+    partial_every = AsrConfig.partial_every_s if args.partial_every is None else args.partial_every
     asr = AsrConfig(model=args.asr_model, device=args.asr_device, compute_type=args.compute_type,
-                    language=args.language, beam_size=args.beam_size, partial_every_s=args.partial_every,
+                    language=args.language, beam_size=args.beam_size, partial_every_s=partial_every,
                     no_speech_threshold=args.no_speech_threshold, logprob_threshold=args.logprob_threshold)
     printing = args.print_lines if args.print_lines is not None else not args.mic
     emotion = EmotionConfig(backend=args.backend, model=args.model, device=args.emotion_device)
     return PipelineConfig(vad=vad, asr=asr, emotion=emotion,
                           endpoint=args.endpoint, heartbeat_s=args.heartbeat,
                           partial_emotion=not args.no_partial_emotion, speculative=not args.no_speculative,
+                          early_final=not args.no_early_final, fast_partials=args.partial_every is not None,
+                          stable_passes=args.stable_passes,
                           stream_id=args.stream_id, print_lines=printing, print_partials=args.print_partials)
 
 
@@ -143,16 +160,28 @@ def run(args) -> int:
         print(list_devices())
         return 0
     cfg = config_from_args(args).validate()
-    kind = "mic" if args.mic else "file" if args.file else "demo"
-    source = open_source(kind, path=args.file, device=args.device, realtime=args.realtime, loop=args.loop,
-                         frame_ms=cfg.vad.frame_ms, queue_seconds=cfg.queue_seconds)
-    resolve_model(cfg.emotion.model)  # fail before the slow part
+    wanted = [("mic", None, dev or args.device) for dev in args.mic or []]
+    wanted += [("file", path, None) for path in args.file or []]
+    wanted += [("demo", None, None)] if args.demo else []
+    if not wanted:
+        raise ValueError("no audio source: give --mic, --file PATH or --demo (see --help)")
+    sources = []
+    try:
+        for kind, path, device in wanted:
+            sources.append(open_source(kind, path=path, device=device, realtime=args.realtime, loop=args.loop,
+                                       frame_ms=cfg.vad.frame_ms, queue_seconds=cfg.queue_seconds))
+        resolve_model(cfg.emotion.model)  # fail before the slow part
+    except BaseException:
+        for src in sources:
+            src.close()
+        raise
 
     from stream.publisher import Publisher
 
     publisher = Publisher(cfg.endpoint, sndhwm=cfg.sndhwm)  # bound early: subscribers connect while we load
     try:
-        log(f"publishing on {cfg.endpoint}; source: {source.describe()}")
+        log(f"publishing on {cfg.endpoint}; " + ("source: " + sources[0].describe() if len(sources) == 1 else
+            f"{len(sources)} sources: " + "; ".join(f"[{i}] {src.describe()}" for i, src in enumerate(sources))))
         t0 = time.monotonic()
         from stream.asr import Recognizer
         from stream.emotion import EmotionStage
@@ -160,9 +189,9 @@ def run(args) -> int:
 
         recognizer = Recognizer(cfg.asr)
         emotion = EmotionStage(cfg.emotion)
+        pipeline = Pipeline(cfg, sources, recognizer, emotion, publisher)
         log(f"models loaded in {time.monotonic() - t0:.1f} s: whisper {recognizer.model_name} "
-            f"({cfg.asr.compute_type}), emotion {emotion.name}")
-        pipeline = Pipeline(cfg, source, recognizer, emotion, publisher)
+            f"({cfg.asr.compute_type}, encoder window {recognizer.window.describe()}), emotion {emotion.name}")
         _install_signals(pipeline)
         t1 = time.monotonic()
         code = pipeline.run()
@@ -171,7 +200,8 @@ def run(args) -> int:
             log(f"stream.run: {pipeline.source_error}")
         return code
     finally:
-        source.close()
+        for src in sources:
+            src.close()
         publisher.close()
 
 

@@ -41,7 +41,9 @@ def test_file_run_publishes_schema_valid_messages(ckpt, spoken):
     ep = free_endpoint()
     sub = Collector(ep)  # a separate subscriber, connected before the stream starts
     try:
-        res = run_stream("--file", str(spoken), "--model", str(ckpt), "--endpoint", ep, "--heartbeat", "0.5")
+        # a file played as fast as possible gets partial passes only when asked
+        res = run_stream("--file", str(spoken), "--model", str(ckpt), "--endpoint", ep, "--heartbeat", "0.5",
+                         "--partial-every", "0.7")
     finally:
         sub.close()
     assert res.returncode == 0, res.stderr
@@ -60,6 +62,7 @@ def test_file_run_publishes_schema_valid_messages(ckpt, spoken):
     assert [m["text"] for m in transcripts if not m["partial"]] == [m["transcript"] for m in finals]
     partial_emotions = [m for m in sub.of("emotion") if m["partial"]]
     assert partial_emotions and all(m["latency_ms"]["eos_to_publish"] is None for m in partial_emotions)
+    assert all(m["final_kind"] == "confirmed" and m["revises"] is None for m in finals)
     for uid in {m["utterance_id"] for m in finals}:  # the final is the last and highest revision
         revs = [m["revision"] for m in sub.of("emotion") if m["utterance_id"] == uid]
         assert revs == sorted(revs) and revs[-1] == next(m["revision"] for m in finals if m["utterance_id"] == uid)
@@ -133,11 +136,11 @@ def test_a_failing_utterance_is_reported_and_the_stream_goes_on(ckpt, spoken, sp
     class FailsOnce(Recognizer):
         failed = False
 
-        def transcribe(self, audio, final=True):
-            if final and not self.failed:
+        def transcribe_many(self, requests):  # the pipeline's entry point (passes of all streams)
+            if any(final for _, final, _ in requests) and not self.failed:
                 self.failed = True
                 raise RuntimeError("simulated decoder failure")
-            return super().transcribe(audio, final)
+            return super().transcribe_many(requests)
 
     ep = free_endpoint()
     cfg = PipelineConfig(asr=AsrConfig(partial_every_s=0), emotion=EmotionConfig(model=str(ckpt)), endpoint=ep)

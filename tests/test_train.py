@@ -127,9 +127,9 @@ def test_feature_cache_hits_misses_and_invalidates_on_changed_audio(tmp_path, ut
     calls = {"speech": 0, "text": 0}
     real_batch, real_text = speech_frontend.frames_batch, type(text_frontend).__call__
 
-    def count_speech(audios):
+    def count_speech(audios, window=None):
         calls["speech"] += len(audios)
-        return real_batch(audios)
+        return real_batch(audios, window)
 
     def count_text(self, texts):
         calls["text"] += len(texts)

@@ -1,6 +1,6 @@
 """Feature cache: frozen-backbone features computed once per utterance, through fdrl_core's frontends.
 
-The Whisper encoder costs ~0.3-0.6 s per utterance on a CPU (it always runs a 30 s window) while the
+The Whisper encoder costs ~0.05-0.6 s per utterance on a CPU (window sized to the utterance) while the
 FDRL head trains in milliseconds, so every run, fold, seed and ablation reads the same cached arrays.
 
 Layout (content-addressed, so one cache serves every corpus and nothing stale is ever read):
@@ -10,11 +10,11 @@ Layout (content-addressed, so one cache serves every corpus and nothing stale is
     ROOT/text-<frontend key>/<aa>/<text sha256>.npy     [N, d] MiniLM token states of that text (N may be 0)
 
 The frontend key hashes the model folder, the sha256 of its weights file and the options that change
-the numbers (compute type, device, max tokens); the file name hashes the audio bytes or the text. A new
-model, another compute type or an edited wav therefore misses the cache instead of reusing old arrays.
-Arrays are stored as float16 by default (half the disk; the rounding, ~1e-3 relative, is far below
-what changes a prediction) and always loaded as float32. Entries are written atomically (tmp + rename),
-so an interrupted extraction resumes where it stopped.
+the numbers (compute type, device, encoder window policy, max tokens); the file name hashes the audio
+bytes or the text. A new model, another compute type or window, or an edited wav therefore misses the
+cache instead of reusing old arrays. Arrays are stored as float16 by default (half the disk; the
+rounding, ~1e-3 relative, is far below what changes a prediction) and always loaded as float32.
+Entries are written atomically (tmp + rename), so an interrupted extraction resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from tqdm import tqdm
 from fdrl_core.assets import text_model_dir, whisper_model_dir
 from fdrl_core.audio import AudioError, load_audio
 from fdrl_core.checkpoint import file_sha256
+from fdrl_core.speech_frontend import DEFAULT_WINDOW, WindowPolicy
 
 CACHE_ENV = "FDRL_FEATURE_CACHE"
 _WEIGHT_FILES = ("model.bin", "model.safetensors", "pytorch_model.bin")
@@ -77,6 +78,9 @@ class FrontendOptions:
     text_model: str | None = None  # BERT-style folder with tokenizer.json; default: packaged MiniLM
     device: str = "cpu"  # CTranslate2 device for the Whisper encoder
     compute_type: str = "int8"  # the run-time default, so training sees the frames inference sees
+    # encoder window per utterance (fdrl_core.speech_frontend); recorded in meta.json, and the run-time
+    # encodes with the policy of the model it loads
+    window: WindowPolicy = DEFAULT_WINDOW
     max_text_tokens: int = 128
     cpu_threads: int = 0  # 0: the libraries' defaults
 
@@ -111,6 +115,8 @@ class FeatureCache:
             ident = {"kind": "whisper-ct2-encoder", "model": str(folder), "weights": weights.name,
                      "weights_sha256": _file_hash(weights), "compute_type": self.options.compute_type,
                      "device": self.options.device.split(":")[0]}
+            if self.options.window != WindowPolicy.legacy():  # legacy features keep their old cache key
+                ident["window"] = self.options.window.to_dict()
             self._speech_id = {**ident, "key": _key(ident)}
         return self._speech_id
 
@@ -148,7 +154,7 @@ class FeatureCache:
 
             o = self.options
             self._speech_frontend = SpeechFrontend(o.whisper_model, device=o.device, compute_type=o.compute_type,
-                                                   cpu_threads=o.cpu_threads)
+                                                   cpu_threads=o.cpu_threads, window=o.window)
         return self._speech_frontend
 
     @property
@@ -185,7 +191,8 @@ class FeatureCache:
                 todo_speech[p] = u
         if todo_speech:
             self._write_identity(self.speech_dir(), self.speech_identity)
-            items = list(todo_speech.items())
+            # similar lengths side by side: a batch is one encoder call per window size
+            items = sorted(todo_speech.items(), key=lambda kv: _size(kv[1].path))
             with tqdm(total=len(items), desc="speech features", unit="utt", disable=not progress) as bar:
                 for i in range(0, len(items), batch_size):
                     chunk = items[i: i + batch_size]
@@ -195,7 +202,7 @@ class FeatureCache:
                             audios.append(load_audio(u.path))
                         except AudioError as e:
                             raise AudioError(f"utterance {u.id}: {e}") from None
-                    for (path, _), frames in zip(chunk, self.speech_frontend.frames_batch(audios)):
+                    for (path, _), frames in zip(chunk, self.speech_frontend.frames_batch(audios, self.options.window)):
                         self._save(path, frames)
                     bar.update(len(chunk))
 
@@ -247,6 +254,13 @@ class FeatureCache:
             tmp = folder / f".frontend.json.{os.getpid()}"
             tmp.write_text(json.dumps(ident, indent=2, sort_keys=True) + "\n")
             os.replace(tmp, target)
+
+
+def _size(path) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0  # load_audio reports it with the utterance's name
 
 
 def _key(ident: dict) -> str:
