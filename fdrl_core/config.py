@@ -51,6 +51,8 @@ class FDRLConfig:
 
     # probability of hiding the text of a training item, so the "no text" path is learned
     text_dropout: float = 0.1
+    # probability of hiding each token state of a training item (word dropout)
+    word_dropout: float = 0.1
 
     labels: LabelSet = field(default_factory=lambda: IEMOCAP4)
 
@@ -71,6 +73,7 @@ class FDRLConfig:
              "d_model must be divisible by heads and fusion_heads"),
             (min(self.align_weight, self.disp_weight, self.pred_weight) >= 0, "loss weights must be >= 0"),
             (0 <= self.text_dropout < 1, "text_dropout must be in [0, 1)"),
+            (0 <= self.word_dropout < 1, "word_dropout must be in [0, 1)"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -96,6 +99,7 @@ class FDRLConfig:
         # configs written before these keys existed describe the older layout and losses
         d.setdefault("encoder_arch", "legacy")
         d.setdefault("adversary", "grl")
+        d.setdefault("word_dropout", 0.0)
         return cls(**d)
 
     def to_json(self) -> str:

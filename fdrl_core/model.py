@@ -171,6 +171,9 @@ class FDRL(nn.Module):
         elif self.training and cfg.text_dropout > 0 and "speech" in cfg.modalities:
             keep = torch.rand(mt.shape[0], 1, device=mt.device) >= cfg.text_dropout
             mt = mt & keep
+        if self.training and cfg.word_dropout > 0:
+            # word dropout on the token states: no single word may decide the label
+            mt = mt & (torch.rand(mt.shape, device=mt.device) >= cfg.word_dropout)
 
         hs, ht = self.proj_speech(speech), self.proj_text(text)
         streams = {
