@@ -55,6 +55,16 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * m).sum(1) / m.sum(1).clamp(min=1.0)
 
 
+def pool_frames(x: torch.Tensor, mask: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masked mean over non-overlapping windows of k frames: [B, T, d] -> [B, ceil(T/k), d] and its mask.
+    Padded frames never count, so padding does not change the result (the window sums and the valid counts
+    go through the same average pool, whose divisor cancels)."""
+    m = mask.to(x.dtype).unsqueeze(1)  # [B, 1, T]
+    num = F.avg_pool1d((x * m.transpose(1, 2)).transpose(1, 2), k, k, ceil_mode=True)
+    den = F.avg_pool1d(m, k, k, ceil_mode=True)
+    return (num / den.clamp(min=1e-6)).transpose(1, 2), den.squeeze(1) > 0
+
+
 def _mlp(d_in: int, d_hidden: int, d_out: int, dropout: float, act=nn.ReLU) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d_in, d_hidden), act(), nn.Dropout(dropout), nn.Linear(d_hidden, d_out))
 
@@ -175,6 +185,8 @@ class FDRL(nn.Module):
             # word dropout on the token states: no single word may decide the label
             mt = mt & (torch.rand(mt.shape, device=mt.device) >= cfg.word_dropout)
 
+        if cfg.speech_pool > 1:  # 20 ms Whisper frames -> k * 20 ms: emotion needs no finer steps
+            speech, ms = pool_frames(speech, ms, cfg.speech_pool)
         hs, ht = self.proj_speech(speech), self.proj_text(text)
         streams = {
             "shared_speech": self.shared(hs, ms),
