@@ -21,6 +21,9 @@ class FDRLConfig:
     # average non-overlapping windows of this many Whisper frames (20 ms each) before the projection:
     # 4 -> 80 ms steps, 4x less compute in every per-frame component; 1 keeps 20 ms frames
     speech_pool: int = 4
+    # "utterance": subtract each utterance's mean speech frame before the model (removes constant voice and
+    # channel offsets, keeps the movements within the utterance) | "none"
+    speech_norm: str = "none"
 
     # model width and encoders
     d_model: int = 256
@@ -78,6 +81,7 @@ class FDRLConfig:
             (0 <= self.text_dropout < 1, "text_dropout must be in [0, 1)"),
             (0 <= self.word_dropout < 1, "word_dropout must be in [0, 1)"),
             (self.speech_pool >= 1, "speech_pool must be >= 1"),
+            (self.speech_norm in ("none", "utterance"), "speech_norm must be 'none' or 'utterance'"),
         ]
         for ok, msg in checks:
             if not ok:
