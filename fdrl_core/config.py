@@ -57,6 +57,8 @@ class FDRLConfig:
 
     # probability of hiding the text of a training item, so the "no text" path is learned
     text_dropout: float = 0.1
+    # probability of hiding the speech of a training item that has text (the words-only path is learned too)
+    speech_dropout: float = 0.0
     # probability of hiding each token state of a training item (word dropout)
     word_dropout: float = 0.1
 
@@ -80,6 +82,7 @@ class FDRLConfig:
             (min(self.align_weight, self.disp_weight, self.pred_weight) >= 0, "loss weights must be >= 0"),
             (0 <= self.text_dropout < 1, "text_dropout must be in [0, 1)"),
             (0 <= self.word_dropout < 1, "word_dropout must be in [0, 1)"),
+            (0 <= self.speech_dropout < 1, "speech_dropout must be in [0, 1)"),
             (self.speech_pool >= 1, "speech_pool must be >= 1"),
             (self.speech_norm in ("none", "utterance"), "speech_norm must be 'none' or 'utterance'"),
         ]

@@ -181,6 +181,11 @@ class FDRL(nn.Module):
         elif self.training and cfg.text_dropout > 0 and "speech" in cfg.modalities:
             keep = torch.rand(mt.shape[0], 1, device=mt.device) >= cfg.text_dropout
             mt = mt & keep
+        if self.training and cfg.speech_dropout > 0 and "text" in cfg.modalities and "speech" in cfg.modalities:
+            # hide the speech of some items (never both modalities of one item): the words-only path is
+            # learned too, so a text-only prediction means something (neutral words -> mostly neutral)
+            drop = (torch.rand(ms.shape[0], 1, device=ms.device) < cfg.speech_dropout) & mt.any(1, keepdim=True)
+            ms = ms & ~drop
         if self.training and cfg.word_dropout > 0:
             # word dropout on the token states: no single word may decide the label
             mt = mt & (torch.rand(mt.shape, device=mt.device) >= cfg.word_dropout)

