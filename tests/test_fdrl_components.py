@@ -94,3 +94,19 @@ def test_alignment_confuses_the_modality_discriminator_instead_of_flipping_it():
     for key in ("align_speech", "align_text", "align"):
         mean = sum(row[key] for row in late) / len(late)
         assert abs(mean - math.log(2)) < 0.1, (key, mean)
+
+
+def test_utterance_normalisation_ignores_a_constant_voice_offset():
+    """speech_norm="utterance": a constant offset on every frame (a voice or channel signature) does not
+    change the prediction; per-speaker mean removal would add nothing on top of it."""
+    torch.manual_seed(0)
+    m = FDRL(FDRLConfig(speech_norm="utterance", speech_pool=8, dropout=0.0)).eval()
+    g = torch.Generator().manual_seed(3)
+    s, t = torch.randn(2, 60, 384, generator=g), torch.randn(2, 9, 384, generator=g)
+    ms, mt = torch.ones(2, 60, dtype=torch.bool), torch.ones(2, 9, dtype=torch.bool)
+    ms[1, 40:] = False
+    offset = torch.randn(1, 1, 384, generator=g) * 3
+    with torch.no_grad():
+        a = m(s, ms, t, mt).logits
+        b = m(s + offset, ms, t, mt).logits
+    assert torch.allclose(a, b, atol=1e-4)
