@@ -22,7 +22,8 @@ class FDRLConfig:
     # 4 -> 80 ms steps, 4x less compute in every per-frame component; 1 keeps 20 ms frames
     speech_pool: int = 4
     # "utterance": subtract each utterance's mean speech frame before the model (removes constant voice and
-    # channel offsets, keeps the movements within the utterance) | "none"
+    # channel offsets, keeps the movements within the utterance) | "utterance_std" (also unit spread per
+    # dimension) | "none"
     speech_norm: str = "none"
 
     # model width and encoders
@@ -84,7 +85,8 @@ class FDRLConfig:
             (0 <= self.word_dropout < 1, "word_dropout must be in [0, 1)"),
             (0 <= self.speech_dropout < 1, "speech_dropout must be in [0, 1)"),
             (self.speech_pool >= 1, "speech_pool must be >= 1"),
-            (self.speech_norm in ("none", "utterance"), "speech_norm must be 'none' or 'utterance'"),
+            (self.speech_norm in ("none", "utterance", "utterance_std"),
+             "speech_norm must be 'none', 'utterance' or 'utterance_std'"),
         ]
         for ok, msg in checks:
             if not ok:

@@ -190,8 +190,12 @@ class FDRL(nn.Module):
             # word dropout on the token states: no single word may decide the label
             mt = mt & (torch.rand(mt.shape, device=mt.device) >= cfg.word_dropout)
 
-        if cfg.speech_norm == "utterance":  # remove the utterance's mean frame: voice and channel offsets
-            speech = (speech - masked_mean(speech, ms).unsqueeze(1)) * ms.unsqueeze(-1).to(speech.dtype)
+        if cfg.speech_norm in ("utterance", "utterance_std"):  # remove the utterance's mean frame: voice and
+            # channel offsets; "utterance_std" also scales each dimension to unit spread within the utterance
+            m = ms.unsqueeze(-1).to(speech.dtype)
+            speech = (speech - masked_mean(speech, ms).unsqueeze(1)) * m
+            if cfg.speech_norm == "utterance_std":
+                speech = speech / (masked_mean(speech.pow(2), ms).unsqueeze(1) + 1e-4).sqrt()
         if cfg.speech_pool > 1:  # 20 ms Whisper frames -> k * 20 ms: emotion needs no finer steps
             speech, ms = pool_frames(speech, ms, cfg.speech_pool)
         hs, ht = self.proj_speech(speech), self.proj_text(text)
