@@ -86,6 +86,7 @@ def load_checkpoint(folder: str | Path, map_location: str = "cpu"):
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"{folder / WEIGHTS}: not a readable safetensors file ({e})") from None
     model = FDRL(cfg)
+    state.setdefault("temperature", model.temperature.clone())  # checkpoints from before calibration: T = 1
     try:
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as e:  # shape mismatches

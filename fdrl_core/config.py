@@ -19,11 +19,21 @@ class FDRLConfig:
     text_dim: int = 384
     max_speech_frames: int = 1500  # 30 s at 50 frames/s: one Whisper window
     max_text_tokens: int = 128
+    # average non-overlapping windows of this many Whisper frames (20 ms each) before the projection:
+    # 4 -> 80 ms steps, 4x less compute in every per-frame component; 1 keeps 20 ms frames
+    speech_pool: int = 4
+    # "utterance": subtract each utterance's mean speech frame before the model (removes constant voice and
+    # channel offsets, keeps the movements within the utterance) | "utterance_std" (also unit spread per
+    # dimension) | "none"
+    speech_norm: str = "none"
 
     # model width and encoders
     d_model: int = 256
     encoder: str = "mlp"  # "mlp" (position-wise, the fine-grained analogue of MISA) | "transformer"
     encoder_layers: int = 1  # only for encoder="transformer"
+    # "separate": each encoder has its own input projection and no residual from its input (they start
+    # unrelated); "legacy": LN(h + MLP(h)), the layout of checkpoints from before issue 11
+    encoder_arch: str = "separate"
     heads: int = 4
     fusion_heads: int = 2
     dropout: float = 0.1
@@ -40,12 +50,19 @@ class FDRLConfig:
     orth_cross: bool = True  # also decorrelate speech-private from text-private (pooled, over batch)
     pred_granularity: str = "frame"  # "frame": per frame/token logits, masked mean | "pooled": pool first
 
-    # gradient reversal coefficient: "dann" ramps 0 -> grl_lambda with training progress
+    # variant A's adversary: "confusion" (discriminator on detached frames, encoder pushed to 0.5/0.5) |
+    # "grl" (gradient reversal, which flips the discriminator rather than confusing it; for ablations)
+    adversary: str = "confusion"
+    # gradient reversal coefficient (adversary="grl"): "dann" ramps 0 -> grl_lambda with training progress
     grl_schedule: str = "dann"
     grl_lambda: float = 1.0
 
     # probability of hiding the text of a training item, so the "no text" path is learned
     text_dropout: float = 0.1
+    # probability of hiding the speech of a training item that has text (the words-only path is learned too)
+    speech_dropout: float = 0.0
+    # probability of hiding each token state of a training item (word dropout)
+    word_dropout: float = 0.1
 
     labels: LabelSet = field(default_factory=lambda: IEMOCAP4)
 
@@ -61,6 +78,8 @@ class FDRLConfig:
             (self.encoder in ("mlp", "transformer"), f"encoder must be 'mlp' or 'transformer', not {self.encoder!r}"),
             (self.align_variant in ("A", "B"), f"align_variant must be 'A' or 'B', not {self.align_variant!r}"),
             (self.grl_schedule in ("dann", "constant"), "grl_schedule must be 'dann' or 'constant'"),
+            (self.encoder_arch in ("separate", "legacy"), "encoder_arch must be 'separate' or 'legacy'"),
+            (self.adversary in ("confusion", "grl"), "adversary must be 'confusion' or 'grl'"),
             (self.pred_granularity in ("frame", "pooled"), "pred_granularity must be 'frame' or 'pooled'"),
             (bool(self.modalities) and set(self.modalities) <= set(MODALITIES),
              f"modalities must be a non-empty subset of {MODALITIES}, not {self.modalities}"),
@@ -68,6 +87,11 @@ class FDRLConfig:
              "d_model must be divisible by heads and fusion_heads"),
             (min(self.align_weight, self.disp_weight, self.pred_weight) >= 0, "loss weights must be >= 0"),
             (0 <= self.text_dropout < 1, "text_dropout must be in [0, 1)"),
+            (0 <= self.word_dropout < 1, "word_dropout must be in [0, 1)"),
+            (0 <= self.speech_dropout < 1, "speech_dropout must be in [0, 1)"),
+            (self.speech_pool >= 1, "speech_pool must be >= 1"),
+            (self.speech_norm in ("none", "utterance", "utterance_std"),
+             "speech_norm must be 'none', 'utterance' or 'utterance_std'"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -93,6 +117,12 @@ class FDRLConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"FDRLConfig: unknown keys {unknown} (config from a newer version?)")
+        d = dict(d)
+        # configs written before these keys existed describe the older layout and losses
+        d.setdefault("encoder_arch", "legacy")
+        d.setdefault("adversary", "grl")
+        d.setdefault("word_dropout", 0.0)
+        d.setdefault("speech_pool", 1)
         hints = typing.get_type_hints(cls)
         return cls(**{k: _checked(k, v, hints[k]) for k, v in d.items()})
 

@@ -55,6 +55,16 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * m).sum(1) / m.sum(1).clamp(min=1.0)
 
 
+def pool_frames(x: torch.Tensor, mask: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masked mean over non-overlapping windows of k frames: [B, T, d] -> [B, ceil(T/k), d] and its mask.
+    Padded frames never count, so padding does not change the result (the window sums and the valid counts
+    go through the same average pool, whose divisor cancels)."""
+    m = mask.to(x.dtype).unsqueeze(1)  # [B, 1, T]
+    num = F.avg_pool1d((x * m.transpose(1, 2)).transpose(1, 2), k, k, ceil_mode=True)
+    den = F.avg_pool1d(m, k, k, ceil_mode=True)
+    return (num / den.clamp(min=1e-6)).transpose(1, 2), den.squeeze(1) > 0
+
+
 def _mlp(d_in: int, d_hidden: int, d_out: int, dropout: float, act=nn.ReLU) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d_in, d_hidden), act(), nn.Dropout(dropout), nn.Linear(d_hidden, d_out))
 
@@ -71,16 +81,24 @@ class Projection(nn.Module):
 
 
 class Encoder(nn.Module):
-    """A shared or private subspace encoder, applied per frame/token (mlp) or with context."""
+    """A shared or private subspace encoder, applied per frame/token (mlp) or with context.
+
+    Each encoder starts with its own input projection and has no residual path from its input to its
+    output: with `LN(h + MLP(h))` on the same h, shared and private frames started at cosine 0.96, i.e. as
+    copies that the disparity loss then had to pull apart. Now they start unrelated (|cos| ~ 0.05).
+    `arch="legacy"` rebuilds that older layout so checkpoints trained with it still load."""
 
     def __init__(self, cfg: FDRLConfig):
         super().__init__()
         d = cfg.d_model
         self.kind = cfg.encoder
+        self.legacy = cfg.encoder_arch == "legacy"
         if self.kind == "mlp":
             self.net = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(d, d))
             self.norm = nn.LayerNorm(d)
         else:
+            if not self.legacy:
+                self.inp = nn.Linear(d, d)
             layer = nn.TransformerEncoderLayer(d, cfg.heads, 2 * d, cfg.dropout, batch_first=True,
                                                norm_first=True, activation="gelu")
             # nested tensors would make padded and unpadded runs differ and do not export
@@ -88,7 +106,9 @@ class Encoder(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.kind == "mlp":
-            return self.norm(x + self.net(x))
+            return self.norm(x + self.net(x)) if self.legacy else self.norm(self.net(x))
+        if not self.legacy:
+            x = self.inp(x)
         return self.net(x, src_key_padding_mask=attention_padding(mask))
 
 
@@ -136,6 +156,9 @@ class FDRL(nn.Module):
         self.fusion = nn.TransformerEncoder(fusion_layer, 1, enable_nested_tensor=False)
         self.classifier = nn.Sequential(nn.Linear(4 * d, 2 * d), nn.Dropout(cfg.dropout), nn.ReLU(),
                                         nn.Linear(2 * d, cfg.num_classes))
+        # calibration: probabilities are softmax(logits / temperature); fitted on validation after training
+        # (fdrl_core.calibration), 1.0 until then. Part of the weights, so every backend and export uses it.
+        self.register_buffer("temperature", torch.ones(()))
 
     def _empty(self, ref: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
         b = ref.shape[0]
@@ -158,7 +181,23 @@ class FDRL(nn.Module):
         elif self.training and cfg.text_dropout > 0 and "speech" in cfg.modalities:
             keep = torch.rand(mt.shape[0], 1, device=mt.device) >= cfg.text_dropout
             mt = mt & keep
+        if self.training and cfg.speech_dropout > 0 and "text" in cfg.modalities and "speech" in cfg.modalities:
+            # hide the speech of some items (never both modalities of one item): the words-only path is
+            # learned too, so a text-only prediction means something (neutral words -> mostly neutral)
+            drop = (torch.rand(ms.shape[0], 1, device=ms.device) < cfg.speech_dropout) & mt.any(1, keepdim=True)
+            ms = ms & ~drop
+        if self.training and cfg.word_dropout > 0:
+            # word dropout on the token states: no single word may decide the label
+            mt = mt & (torch.rand(mt.shape, device=mt.device) >= cfg.word_dropout)
 
+        if cfg.speech_norm in ("utterance", "utterance_std"):  # remove the utterance's mean frame: voice and
+            # channel offsets; "utterance_std" also scales each dimension to unit spread within the utterance
+            m = ms.unsqueeze(-1).to(speech.dtype)
+            speech = (speech - masked_mean(speech, ms).unsqueeze(1)) * m
+            if cfg.speech_norm == "utterance_std":
+                speech = speech / (masked_mean(speech.pow(2), ms).unsqueeze(1) + 1e-4).sqrt()
+        if cfg.speech_pool > 1:  # 20 ms Whisper frames -> k * 20 ms: emotion needs no finer steps
+            speech, ms = pool_frames(speech, ms, cfg.speech_pool)
         hs, ht = self.proj_speech(speech), self.proj_text(text)
         streams = {
             "shared_speech": self.shared(hs, ms),
@@ -186,7 +225,7 @@ class FDRLInference(nn.Module):
 
     def forward(self, speech, speech_mask, text, text_mask):
         logits = self.model(speech, speech_mask, text, text_mask).logits
-        return torch.softmax(logits, dim=-1), logits
+        return torch.softmax(logits / self.model.temperature, dim=-1), logits
 
 
 # ----------------------------------------------------------------------------- losses
@@ -200,32 +239,50 @@ def _masked_ce(logits: torch.Tensor, target: int, mask: torch.Tensor) -> torch.T
     return (ce * m).sum() / m.sum().clamp(min=1.0)
 
 
+def _masked_p(logits: torch.Tensor, target: int, mask: torch.Tensor) -> torch.Tensor:
+    """Mean probability given to the right class over valid positions: 0.5 for a confused 2-way
+    discriminator, near 0 for a flipped one (accuracy alone cannot tell 0.51 from 0.99)."""
+    m = mask.to(logits.dtype)
+    return (torch.softmax(logits, -1)[..., target] * m).sum() / m.sum().clamp(min=1.0)
+
+
 def _masked_acc(logits: torch.Tensor, target: int, mask: torch.Tensor) -> torch.Tensor:
     m = mask.to(logits.dtype)
     return ((logits.argmax(-1) == target).to(logits.dtype) * m).sum() / m.sum().clamp(min=1.0)
 
 
-def _decorrelation(c: torch.Tensor, p: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per-utterance shared/private orthogonality: squared correlations between every shared and
-    every private dimension across the utterance's valid frames, averaged (MISA's scale; 0 = orthogonal)."""
-    def centred_unit_columns(x):
-        m = mask.to(x.dtype).unsqueeze(-1)
-        xc = (x - masked_mean(x, mask).unsqueeze(1)) * m
-        return xc / (xc.norm(dim=1, keepdim=True) + 1e-6)
-
-    corr = torch.einsum("btd,bte->bde", centred_unit_columns(c), centred_unit_columns(p))
-    per_item = corr.pow(2).mean((1, 2))
-    ok = (mask.sum(1) >= 2).to(per_item.dtype)  # a correlation needs at least two frames
+def orthogonality(c: torch.Tensor, p: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Fine-grained shared/private disparity (FDRL_SPEC.md section 4, D1, frame-wise form): the squared
+    cosine between the shared and the private vector of every valid frame/token, averaged per utterance,
+    then over the utterances that have any valid position. 1 for identical (or scaled) streams, ~1/d for
+    independent ones, whatever the length: an earlier correlation-matrix version could not tell the two
+    apart (0.0947 vs 0.0910 at 12 tokens) and its floor 1/(T-1) made short texts dominate."""
+    cos2 = F.cosine_similarity(c, p, dim=-1, eps=1e-6).pow(2)
+    m = mask.to(cos2.dtype)
+    n = m.sum(1)
+    per_item = (cos2 * m).sum(1) / n.clamp(min=1.0)
+    ok = (n > 0).to(per_item.dtype)
     return (per_item * ok).sum() / ok.sum().clamp(min=1.0)
 
 
-def _batch_decorrelation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """MISA's difference loss between two [N, d] matrices of pooled vectors."""
-    if a.shape[0] < 2:
+def _pooled_orthogonality(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Speech-private vs text-private (D1b): squared cosine of each item's two pooled vectors."""
+    if a.shape[0] == 0:
         return a.new_zeros(())
-    a = F.normalize(a - a.mean(0), dim=1)
-    b = F.normalize(b - b.mean(0), dim=1)
-    return (a.t() @ b).pow(2).mean()
+    return F.cosine_similarity(a, b, dim=-1, eps=1e-6).pow(2).mean()
+
+
+def _frozen(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """module(x) with the module's parameters detached: gradients reach x only."""
+    params = {k: v.detach() for k, v in module.named_parameters()}
+    return torch.func.functional_call(module, params, (x,))
+
+
+def _masked_uniform_ce(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against the uniform distribution over valid positions (ln K when it is uniform)."""
+    ce = -F.log_softmax(logits, dim=-1).mean(-1)
+    m = mask.to(ce.dtype)
+    return (ce * m).sum() / m.sum().clamp(min=1.0)
 
 
 def _stream_ce(logits_bc: torch.Tensor, y: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -236,8 +293,11 @@ def _stream_ce(logits_bc: torch.Tensor, y: torch.Tensor, valid: torch.Tensor) ->
 
 def fdrl_losses(model: FDRL, out: FDRLOutput, y: torch.Tensor, progress: float = 1.0,
                 class_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """L = cls + a*align + b*disp + c*pred. A component whose weight is 0 is not computed at all,
-    so its modules get no gradient. Extra keys (acc_*) are detached monitors, not losses."""
+    """L = cls + a*align + b*disp + c*pred (+ the shared discriminator's own loss on detached frames, which
+    trains only the discriminator). A component whose weight is 0 is not computed at all, so its modules
+    get no gradient. Per-modality parts (align_speech/align_text: ln 2 when balanced; orth_speech/orth_text:
+    ~1/d when independent) and acc_* (detached accuracies, ~0.5 wanted for the shared discriminator) are
+    monitors that the trainer logs."""
     cfg = model.cfg
     s, ms, mt = out.streams, out.masks["speech"], out.masks["text"]
     zero = out.logits.new_zeros(())
@@ -264,13 +324,32 @@ def fdrl_losses(model: FDRL, out: FDRLOutput, y: torch.Tensor, progress: float =
     # fine-grained alignment in the shared subspace
     align = zero
     if cfg.align_weight > 0 and both:
-        if cfg.align_variant == "A":
+        if cfg.align_variant == "A" and cfg.adversary == "confusion":
+            # the discriminator learns the modality from DETACHED shared frames (its own loss, weight 1:
+            # it touches no encoder weight); the encoder is pushed towards a discriminator output of
+            # 0.5/0.5 (CE against uniform), not towards the opposite label. A reversed gradient made the
+            # encoder flip the discriminator (accuracy 0) instead of confusing it.
+            ds_det = model.shared_disc(s["shared_speech"].detach())
+            dt_det = model.shared_disc(s["shared_text"].detach())
+            disc = (_masked_ce(ds_det, SPEECH, ms) + _masked_ce(dt_det, TEXT, mt)) / 2
+            ds, dt = _frozen(model.shared_disc, s["shared_speech"]), _frozen(model.shared_disc, s["shared_text"])
+            losses["align_speech"] = _masked_uniform_ce(ds, ms)
+            losses["align_text"] = _masked_uniform_ce(dt, mt)
+            align = (losses["align_speech"] + losses["align_text"]) / 2  # balanced value: ln 2
+            losses["disc_shared"] = disc
+            with torch.no_grad():
+                losses["acc_shared_disc"] = (_masked_acc(ds_det, SPEECH, ms) + _masked_acc(dt_det, TEXT, mt)) / 2
+                losses["p_shared_disc"] = (_masked_p(ds_det, SPEECH, ms) + _masked_p(dt_det, TEXT, mt)) / 2
+        elif cfg.align_variant == "A":  # "grl": the earlier gradient-reversal form, kept for ablations
             lam = grl_lambda(cfg, progress)
             ds = model.shared_disc(grad_reverse(s["shared_speech"], lam))
             dt = model.shared_disc(grad_reverse(s["shared_text"], lam))
-            align = _masked_ce(ds, SPEECH, ms) + _masked_ce(dt, TEXT, mt)
+            losses["align_speech"] = _masked_ce(ds, SPEECH, ms)
+            losses["align_text"] = _masked_ce(dt, TEXT, mt)
+            align = (losses["align_speech"] + losses["align_text"]) / 2  # balanced value: ln 2
             with torch.no_grad():
                 losses["acc_shared_disc"] = (_masked_acc(ds, SPEECH, ms) + _masked_acc(dt, TEXT, mt)) / 2
+                losses["p_shared_disc"] = (_masked_p(ds, SPEECH, ms) + _masked_p(dt, TEXT, mt)) / 2
         else:
             aligned, _ = model.cross_attn(s["shared_text"], s["shared_speech"], s["shared_speech"],
                                           key_padding_mask=attention_padding(ms), need_weights=False)
@@ -283,11 +362,12 @@ def fdrl_losses(model: FDRL, out: FDRLOutput, y: torch.Tensor, progress: float =
     # fine-grained disparity in the private subspaces
     disp = zero
     if cfg.disp_weight > 0 and both:
-        disp = _decorrelation(s["shared_speech"], s["private_speech"], ms) \
-            + _decorrelation(s["shared_text"], s["private_text"], mt)
+        losses["orth_speech"] = orthogonality(s["shared_speech"], s["private_speech"], ms)
+        losses["orth_text"] = orthogonality(s["shared_text"], s["private_text"], mt)
+        disp = losses["orth_speech"] + losses["orth_text"]
         if cfg.orth_cross:
             pair = out.has["speech"] & out.has["text"]
-            disp = disp + _batch_decorrelation(out.pooled["private_speech"][pair], out.pooled["private_text"][pair])
+            disp = disp + _pooled_orthogonality(out.pooled["private_speech"][pair], out.pooled["private_text"][pair])
         dps, dpt = model.private_disc(s["private_speech"]), model.private_disc(s["private_text"])
         disp = disp + _masked_ce(dps, SPEECH, ms) + _masked_ce(dpt, TEXT, mt)
         with torch.no_grad():
@@ -295,4 +375,6 @@ def fdrl_losses(model: FDRL, out: FDRLOutput, y: torch.Tensor, progress: float =
     losses["disp"] = disp
 
     losses["total"] = losses["cls"] + cfg.align_weight * align + cfg.disp_weight * disp + cfg.pred_weight * pred
+    if "disc_shared" in losses:
+        losses["total"] = losses["total"] + losses["disc_shared"]
     return losses

@@ -75,6 +75,7 @@ class Hypothesis:
     decode_ms: float
     frames: np.ndarray = field(repr=False)  # FDRL speech input [T, d] from the same encoder pass
     num_samples: int = 0
+    audio: np.ndarray | None = field(default=None, repr=False)  # the samples it heard (speech-likeness check)
 
     @property
     def asr_ms(self) -> float:
@@ -225,7 +226,8 @@ class Recognizer:
                     out[idx[j]] = Hypothesis(
                         text=text, reliable=reliable, reason=reason, no_speech_prob=no_speech,
                         avg_logprob=avg_logprob, compression_ratio=compression_ratio(normalize(text)),
-                        encode_ms=encode_ms, decode_ms=decode_ms, frames=frames[j], num_samples=lengths[idx[j]])
+                        encode_ms=encode_ms, decode_ms=decode_ms, frames=frames[j], num_samples=lengths[idx[j]],
+                        audio=requests[idx[j]][0])
         return out
 
 

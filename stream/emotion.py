@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from fdrl_core.assets import DEMO_MODEL_ENV, default_model_path, demo_model_dir
+from fdrl_core.uncertainty import UncertaintyConfig, decide
 
 
 class ModelMissing(FileNotFoundError):
@@ -27,6 +28,21 @@ class EmotionConfig:
     model: str | None = None  # checkpoint folder, ONNX folder or engine; default: the bundled demo model
     device: str = "cpu"  # torch / onnxruntime device: cpu | cuda | auto (TensorRT always uses the GPU)
     threads: int = 1  # CPU threads of the emotion model (0: the library's default)
+    # when an outcome is flagged `uncertain` (low calibrated confidence, or audio that is not speech-like)
+    uncertainty: UncertaintyConfig = field(default_factory=UncertaintyConfig)
+
+
+@dataclass
+class Outcome:
+    """The backend's prediction plus the verdict on it: `uncertain` with a reason when the model should
+    not be believed (label and scores are kept)."""
+
+    label: str
+    probs: dict[str, float]
+    confidence: float
+    modalities: tuple[str, ...]
+    uncertain: bool = False
+    uncertain_reason: str | None = None
 
 
 def resolve_model(model: str | Path | None) -> Path:
@@ -63,8 +79,14 @@ class EmotionStage:
     def name(self) -> str:
         return f"{getattr(self.backend, 'name', '') or self.cfg.backend}:{self.model_path.name}"
 
-    def classify(self, frames: np.ndarray, text: str | None):
+    def classify(self, frames: np.ndarray, text: str | None, audio: np.ndarray | None = None,
+                 no_speech_prob: float | None = None) -> tuple[Outcome, float]:
+        """(outcome, milliseconds). With the utterance's audio and/or Whisper's no-speech probability the
+        outcome is also checked for speech-likeness (fdrl_core.uncertainty, shared with evaluation)."""
         t0 = time.perf_counter()
         result = self.backend.predict(np.ascontiguousarray(frames, dtype=np.float32), text or None)
-        return result, (time.perf_counter() - t0) * 1000
+        verdict = decide(result.confidence, audio, no_speech_prob, self.cfg.uncertainty)
+        outcome = Outcome(result.label, result.probs, result.confidence, tuple(result.modalities),
+                          verdict.uncertain, verdict.reason)
+        return outcome, (time.perf_counter() - t0) * 1000
 

@@ -17,7 +17,7 @@ import uuid
 from functools import cache
 from pathlib import Path
 
-SCHEMAS = {"emotion": "fdrl.emotion/2", "transcript": "fdrl.transcript/2", "status": "fdrl.status/1"}
+SCHEMAS = {"emotion": "fdrl.emotion/3", "transcript": "fdrl.transcript/2", "status": "fdrl.status/1"}
 FINAL_KINDS = ("early", "confirmed")
 TOPICS = tuple(SCHEMAS)
 SCHEMA_DIR = Path(__file__).resolve().parent / "schema"
@@ -62,8 +62,11 @@ class MessageFactory:
                 transcript: str, text_used: bool, text_dropped: str | None, label: str, scores: dict[str, float],
                 confidence: float, modalities: tuple[str, ...] | list[str], asr_ms: float, emotion_ms: float,
                 eos_to_publish_ms: float | None, model: str, stable: bool | None = None,
-                final_kind: str | None = None, revises: int | None = None) -> dict:
-        """stable: a partial whose label held for the configured number of passes (finals: always true).
+                final_kind: str | None = None, revises: int | None = None, uncertain: bool = False,
+                uncertain_reason: str | None = None) -> dict:
+        """uncertain: the model should not be believed here (low calibrated confidence, or audio that is not
+        speech-like); label and scores are still given, uncertain_reason says why.
+        stable: a partial whose label held for the configured number of passes (finals: always true).
         final_kind (finals): "early" = published when the pause fixed the audio, before the hangover
         confirmed the end; "confirmed" = after it. revises: the revision of an earlier final of this
         utterance that this one replaces (speech resumed), else null."""
@@ -75,7 +78,8 @@ class MessageFactory:
                 "latency_ms": {"asr": _r(asr_ms, 1), "emotion": _r(emotion_ms, 1),
                                "eos_to_publish": _r(eos_to_publish_ms, 1)},
                 "stable": (not partial) if stable is None else bool(stable or not partial),
-                **_finality(partial, final_kind, revises)}
+                **_finality(partial, final_kind, revises),
+                "uncertain": bool(uncertain), "uncertain_reason": uncertain_reason if uncertain else None}
 
     def status(self, *, kind: str, source: str, audio_time: float, uptime_s: float, counters: dict,
                rtf: float | None, rss_mb: float | None, latency_ms: dict | None = None, error: dict | None = None,
@@ -147,7 +151,10 @@ def format_emotion(m: dict) -> str:
     lat = m["latency_ms"].get("eos_to_publish")
     lat_s = f", {lat:.0f} ms" if lat is not None else ""
     rev = f", revises r{m['revises']}" if m.get("revises") is not None else ""
-    return f"{_span(m)} {m['label'].upper()} {m['confidence']:.2f}  {text}  ({mods}{lat_s}{rev})"
+    label = f"{m['label'].upper()} {m['confidence']:.2f}"
+    if m.get("uncertain"):  # the label is only a guess: say so before anything else
+        label = f"UNCERTAIN ({m['label']}? {m['confidence']:.2f}: {m.get('uncertain_reason')})"
+    return f"{_span(m)} {label}  {text}  ({mods}{lat_s}{rev})"
 
 
 def format_transcript(m: dict) -> str:

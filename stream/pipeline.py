@@ -520,7 +520,8 @@ class Pipeline:
 
     def _classify(self, s: Stream, hyp):
         t0 = time.perf_counter()
-        result, ms = self.emotion.classify(hyp.frames, hyp.usable_text)
+        result, ms = self.emotion.classify(hyp.frames, hyp.usable_text, audio=hyp.audio,
+                                           no_speech_prob=hyp.no_speech_prob)
         s.stats.busy_s += time.perf_counter() - t0
         return result, ms
 
@@ -577,7 +578,8 @@ class Pipeline:
             revision=revision, transcript=hyp.text, text_used=text_used, text_dropped=dropped, label=result.label,
             scores=result.probs, confidence=result.confidence, modalities=tuple(result.modalities),
             asr_ms=hyp.asr_ms, emotion_ms=emo_ms, eos_to_publish_ms=eos_ms, model=self.emotion.name,
-            stable=stable, final_kind=final_kind, revises=revises)
+            stable=stable, final_kind=final_kind, revises=revises,
+            uncertain=getattr(result, "uncertain", False), uncertain_reason=getattr(result, "uncertain_reason", None))
         self._send(s, "emotion", msg)
         if not partial:
             if revises is None:

@@ -11,7 +11,8 @@ from fdrl_core.model import FDRL, FDRLInference, fdrl_losses, grad_reverse, grl_
 from tests.conftest import random_batch
 
 VARIANTS = [dict(align_variant="A"), dict(align_variant="B"), dict(encoder="transformer"),
-            dict(pred_granularity="pooled")]
+            dict(pred_granularity="pooled"), dict(speech_norm="utterance", speech_pool=8, speech_dropout=0.3),
+            dict(speech_pool=1, adversary="grl")]
 
 
 def _model(**kw):
@@ -60,7 +61,8 @@ def test_gradient_reversal_flips_alignment_gradient_into_shared_encoder():
     (grad_reverse(x, 0.7) * 2).sum().backward()
     assert torch.allclose(x.grad, torch.full_like(x, -1.4))
 
-    m = _model(align_weight=1.0, disp_weight=0.0, pred_weight=0.0, grl_schedule="constant", dropout=0.0)
+    m = _model(align_weight=1.0, disp_weight=0.0, pred_weight=0.0, grl_schedule="constant", dropout=0.0,
+               adversary="grl")
     s, ms, t, mt, y = random_batch(empty_text=())
     enc_w = m.shared.net[0].weight
 
@@ -76,6 +78,21 @@ def test_gradient_reversal_flips_alignment_gradient_into_shared_encoder():
     enc_plain, disc_plain = align_grads()
     assert torch.allclose(enc_rev, -enc_plain, atol=1e-6)
     assert torch.allclose(disc_rev, disc_plain, atol=1e-6)  # the discriminator itself is not reversed
+
+
+def test_confusion_alignment_trains_encoder_and_discriminator_separately():
+    m = _model(align_weight=1.0, disp_weight=0.0, pred_weight=0.0, dropout=0.0).eval()
+    s, ms, t, mt, y = random_batch(empty_text=())
+    losses = fdrl_losses(m, m(s, ms, t, mt), y)
+    # the encoder's term reaches the shared encoder only, never the discriminator's weights
+    enc, disc = m.shared.net[0].weight, m.shared_disc[0].weight
+    g_enc, g_disc = torch.autograd.grad(losses["align"], [enc, disc], allow_unused=True)
+    assert g_enc is not None and g_enc.abs().sum() > 0
+    assert g_disc is None or g_disc.abs().sum() == 0
+    # the discriminator's own term reaches the discriminator only (it sees detached frames)
+    g_enc, g_disc = torch.autograd.grad(losses["disc_shared"], [enc, disc], allow_unused=True)
+    assert g_enc is None or g_enc.abs().sum() == 0
+    assert g_disc is not None and g_disc.abs().sum() > 0
 
 
 def test_grl_schedule_ramps_from_zero():
@@ -148,6 +165,15 @@ def test_single_modality_configs_ignore_the_other_modality():
         assert torch.allclose(a.logits, b.logits, atol=1e-6)
         assert not a.has[other].any()
         assert torch.isfinite(fdrl_losses(m, m.train()(s, ms, t, mt), y)["total"])
+
+
+def test_old_checkpoints_keep_their_layout():
+    from fdrl_core.config import FDRLConfig as C
+
+    old = {k: v for k, v in C().to_dict().items()
+           if k not in ("encoder_arch", "adversary", "word_dropout", "speech_pool")}
+    cfg = C.from_dict(old)
+    assert (cfg.encoder_arch, cfg.adversary, cfg.word_dropout, cfg.speech_pool) == ("legacy", "grl", 0.0, 1)
 
 
 def test_inference_wrapper_gives_probabilities():

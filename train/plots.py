@@ -82,6 +82,30 @@ def plot_curves(history: Sequence[dict], path: str | Path, title: str = "") -> P
     return _save(fig, path)
 
 
+def plot_reliability(rel, path: str | Path, title: str = "") -> Path:
+    """Reliability diagram (fdrl_core.calibration.Reliability): accuracy per confidence bin against the
+    diagonal, bar width = bin, item counts underneath."""
+    plt = _pyplot()
+    fig, (ax, axn) = plt.subplots(2, 1, figsize=(4.6, 5.2), height_ratios=(3, 1), sharex=True)
+    centres = (rel.edges[:-1] + rel.edges[1:]) / 2
+    width = rel.edges[1] - rel.edges[0]
+    ok = rel.count > 0
+    ax.bar(centres[ok], np.nan_to_num(rel.accuracy[ok]), width=width * 0.95, color="#4c72b0", label="accuracy")
+    ax.plot([0, 1], [0, 1], "--", color="grey", lw=1, label="perfect calibration")
+    ax.scatter(rel.confidence[ok], np.nan_to_num(rel.accuracy[ok]), s=10, color="black", zorder=3,
+               label="mean confidence")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy")
+    ax.legend(loc="upper left", fontsize=7)
+    ax.set_title(title or f"ECE {rel.ece:.3f}", fontsize=9)
+    axn.bar(centres, rel.count, width=width * 0.95, color="#999999")
+    axn.set_xlim(0, 1)
+    axn.set_xlabel("confidence (max probability)")
+    axn.set_ylabel("items")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def _save(fig, path: str | Path) -> Path:
     plt = _pyplot()
     fig.tight_layout()

@@ -42,11 +42,11 @@ TINY = {"n_sentences": 12, "n_utterances": 40}  # the --tiny preset
 
 @dataclass
 class SynthConfig:
-    """What to generate. The defaults make ~2.5k files (1600 utterances + 1 augmented copy per training
-    utterance) in 1-3 minutes on 2 cores; `SynthConfig.tiny()` is the seconds-long preset for tests."""
+    """What to generate. The defaults make ~5.1k files (3000 utterances + 1 augmented copy per training
+    utterance) in a few minutes on 2 cores; `SynthConfig.tiny()` is the seconds-long preset for tests."""
     out: str | Path = "data/synth"
-    n_sentences: int = 150                    # distinct sentences per wording (neutral, happy, angry, sad)
-    n_utterances: int = 1600                  # spoken utterances over all splits, before augmentation
+    n_sentences: int = 400                    # distinct sentences per wording (neutral, happy, angry, sad)
+    n_utterances: int = 3000                  # spoken utterances over all splits, before augmentation
     engines: tuple[str, ...] = ("espeak-ng", "festival")
     voices: tuple[str, ...] | None = None     # voice ids; None = every installed catalogue voice
     test_engine: str | None = None            # test = this engine's voices only, train/val = the others
@@ -125,7 +125,12 @@ def plan_jobs(cfg: SynthConfig, voices: list[Voice]) -> tuple[list[Job], dict]:
             wording = "neutral" if carrier == "speech" else label
             voice_emotion = "neutral" if carrier == "text" else label
             pool = sentence_split[split][wording]
-            voice = split_voice_list[int(pick.integers(len(split_voice_list)))]
+            # engine first, then a voice of it: every engine gets an equal share however many voices it has
+            # (espeak-ng has hundreds of voice x variant combinations, festival three)
+            engines = sorted({v.engine for v in split_voice_list})
+            engine = engines[int(pick.integers(len(engines)))]
+            of_engine = [v for v in split_voice_list if v.engine == engine]
+            voice = of_engine[int(pick.integers(len(of_engine)))]
             sentence = pool[int(pick.integers(len(pool)))]
             prosody = sample_prosody(voice_emotion, np.random.default_rng([cfg.seed, s_index, i, 1]))
             augments: tuple[AugmentPlan, ...] = ()

@@ -40,14 +40,49 @@ def _espeak(name: str, gender: str) -> Voice:
     return Voice(id=f"espeak:{name}", engine="espeak-ng", name=name, gender=gender, apt="espeak-ng")
 
 
-# Accents x variants, 7 male + 7 female, so splits by voice still leave many voices for training.
-ESPEAK_VOICES = (
+# The static fallback (espeak-ng not installed here, e.g. on a machine that only trains): accents x variants.
+_ESPEAK_FALLBACK = (
     _espeak("en+m1", "m"), _espeak("en-us+m2", "m"), _espeak("en+m3", "m"),
     _espeak("en-gb-scotland+m4", "m"), _espeak("en-us+m6", "m"), _espeak("en+m7", "m"),
     _espeak("en-gb-x-rp+m8", "m"),
     _espeak("en+f1", "f"), _espeak("en-us+f2", "f"), _espeak("en+f3", "f"), _espeak("en-gb+f4", "f"),
     _espeak("en-us+f5", "f"), _espeak("en+Annie", "f"), _espeak("en-us+linda", "f"),
 )
+
+
+def _espeak_list(arg: str) -> list[tuple[str, str, str]]:
+    """(language, gender m|f|?, voice file) rows of `espeak-ng --voices=...`; [] when it is not installed."""
+    if shutil.which("espeak-ng") is None:
+        return []
+    try:
+        out = subprocess.run(["espeak-ng", arg], capture_output=True, text=True, check=False, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    rows = []
+    for line in out.splitlines()[1:]:
+        cols = line.split()
+        if len(cols) >= 5:
+            gender = cols[2].rsplit("/", 1)[-1].lower()
+            rows.append((cols[1], gender if gender in ("m", "f") else "?", cols[4]))
+    return rows
+
+
+def discover_espeak_voices() -> tuple[Voice, ...]:
+    """Every English espeak-ng language (its own formant voices, not the MBROLA ones, which need mbrola)
+    combined with every variant (`espeak-ng --voices=variant`), plus each language's default voice: several
+    hundred voices, so a model sees far more voice qualities than any single engine setting gives."""
+    langs = sorted({lang for lang, _, f in _espeak_list("--voices=en")
+                    if lang.startswith("en") and not f.startswith("mb/")})
+    variants = sorted({(f.rsplit("/", 1)[-1], g) for _, g, f in _espeak_list("--voices=variant")
+                       if f.startswith("!v/")})
+    if not langs or not variants:
+        return _ESPEAK_FALLBACK
+    voices = [_espeak(lang, "m") for lang in langs]
+    voices += [_espeak(f"{lang}+{v}", g if g in ("m", "f") else "m") for lang in langs for v, g in variants]
+    return tuple(voices)
+
+
+ESPEAK_VOICES = discover_espeak_voices()
 FESTIVAL_VOICES = (
     Voice("festival:kal_diphone", "festival", "kal_diphone", "m", "festvox-kallpc16k", 105.0, 14.0),
     Voice("festival:ked_diphone", "festival", "ked_diphone", "m", "festvox-kdlpc16k", 105.0, 15.0),
