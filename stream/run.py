@@ -198,9 +198,9 @@ def _check_args(args) -> None:
         raise InputError("--stop-timeout must be > 0")
     if args.device is not None and not args.mic:
         raise InputError("--device only applies to --mic")
-    if args.beam_size < 1:
+    if args.beam_size is not None and args.beam_size < 1:
         raise InputError("--beam-size must be >= 1")
-    if args.partial_every < 0:
+    if args.partial_every is not None and args.partial_every < 0:
         raise InputError("--partial-every must be >= 0")
 
 

@@ -128,9 +128,9 @@ def test_status_counters_carry_driver_overflows_and_dropped_blocks():
     from stream.pipeline import Pipeline, Stats
 
     src = SimpleNamespace(dropped_frames=7, dropped_blocks=3, overflows=2, queue_depth=lambda: 0)
-    fake = SimpleNamespace(stats=Stats(), source=src, work=None,
-                           publisher=SimpleNamespace(sent=1, failures=0))
-    counters = Pipeline.counters(fake)
+    stream = SimpleNamespace(stats=Stats(), source=src)
+    fake = SimpleNamespace(streams=[stream], work=None, publisher=SimpleNamespace(sent=1, failures=0))
+    counters = Pipeline.counters(fake, stream)
     assert counters["input_overflows"] == 2 and counters["dropped_blocks"] == 3
     msg = MessageFactory("s").status(kind="heartbeat", source="mic", audio_time=1.0, uptime_s=1.0,
                                      counters=counters, rtf=None, rss_mb=None, endpoint="tcp://127.0.0.1:5556",
