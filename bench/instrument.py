@@ -388,12 +388,12 @@ def run_ours_realtime(stack: OurStack, audio_path: Path, publisher, receiver: Re
     measured through the pipeline's public observer events (plus any extra `observers`)."""
     from dataclasses import replace
 
-    from fdrl_core.audio import to_int16
+    from fdrl_core.audio import load_audio, to_int16
     from stream.sources import FileSource
 
     cfg = replace(stack.cfg, stream_id=stream_id, print_lines=False, vad=vad or stack.cfg.vad)
     source = FileSource(audio_path, realtime=True, frame_ms=cfg.vad.frame_ms, queue_seconds=cfg.queue_seconds)
-    recorder = PassRecorder(stack, to_int16(source.audio))
+    recorder = PassRecorder(stack, to_int16(load_audio(audio_path)))  # the source streams in blocks
     pipe = Pipeline(cfg, source, stack.recognizer, stack.emotion, publisher, out=io.StringIO(), log=sys.stderr,
                     observers=[recorder, *observers])
     with TorchThreads(stack.torch_threads):
