@@ -8,9 +8,6 @@ map is dropped (IEMOCAP) or rejected/filtered (manifests), and every drop is cou
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import json
 import os
 import random
 import re
@@ -23,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from fdrl_core.labels import IEMOCAP4, IEMOCAP6, LABEL_SETS, LabelSet
+from fdrl_core.manifest import jsonl_rows, manifest_rows
 
 # Predefined raw->class mappings. 4class is the literature's protocol (exc merged into hap, SPEC 8).
 MAPPINGS: dict[str, LabelSet] = {"4class": IEMOCAP4, "6class": IEMOCAP6}
@@ -194,39 +192,12 @@ def load_iemocap(root: str | Path, *, labels: Labels = IEMOCAP4, improvised_only
 
 # ----------------------------------------------------------------------------------------- ASR transcripts
 
-def _read_utf8(path: Path) -> str:
-    """The whole text of a small text file; a byte that is not UTF-8 is reported with its line and column
-    (spreadsheets often save Latin-1 or Windows-1252)."""
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
-        raise ValueError(f"{path} line {line} column {col}: byte 0x{data[e.start]:02x} is not UTF-8; "
-                         "save the file as UTF-8") from None
-
-
-def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict]]:
-    """(line number, object) per non-blank line; line numbers are the file's, so errors point at the row."""
-    for n, line in enumerate(_read_utf8(path).split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path.name} line {n}: not valid JSON ({e.msg})") from None
-        if not isinstance(row, dict):
-            raise ValueError(f"{path.name} line {n}: expected a JSON object")
-        yield n, row
-
-
 def read_transcripts(src: TextSource) -> dict[str, str]:
     """id -> text from a dict or a JSONL file of {"id", "text"} rows (e.g. faster-whisper output)."""
     if isinstance(src, Mapping):
         return {str(k): str(v) for k, v in src.items()}
     out: dict[str, str] = {}
-    for n, row in _jsonl_rows(Path(src)):
+    for n, row in jsonl_rows(Path(src)):
         if "id" not in row or "text" not in row:
             raise ValueError(f"{Path(src).name} line {n}: expected keys 'id' and 'text'")
         out[str(row["id"])] = str(row["text"] or "")
@@ -266,24 +237,6 @@ _REQUIRED = ("path", "text", "label")
 _OPTIONAL = ("id", "speaker", "session", "split")
 
 
-def _manifest_rows(path: Path) -> Iterator[tuple[int, dict]]:
-    """(line number, row) pairs from CSV (utf-8, BOM tolerated: Excel writes one) or JSONL."""
-    if path.suffix.lower() in (".jsonl", ".ndjson"):
-        yield from _jsonl_rows(path)
-        return
-    if path.suffix.lower() != ".csv":
-        raise ValueError(f"{path}: a manifest must be a .csv or .jsonl file")
-    with io.StringIO(_read_utf8(path), newline="") as f:
-        reader = csv.DictReader(f)
-        header = reader.fieldnames or []
-        for col in _REQUIRED:
-            if col not in header:
-                raise ValueError(f"{path.name} line 1: missing required column {col!r} "
-                                 f"(header: {','.join(header)})")
-        for row in reader:
-            yield reader.line_num, {k: v for k, v in row.items() if k is not None}
-
-
 def _opt(row: dict, key: str) -> str | None:
     v = row.get(key)
     return None if v is None or str(v).strip() == "" else str(v).strip()
@@ -307,7 +260,7 @@ def load_manifest(path: str | Path, *, labels: Labels | None = None, unknown_lab
     unknown: Counter[str] = Counter()
     missing_wav: list[str] = []
     seen: dict[str, int] = {}
-    for n, row in _manifest_rows(mpath):
+    for n, row in manifest_rows(mpath, _REQUIRED):
         where = f"{mpath.name} line {n}"
         for col in _REQUIRED:
             if row.get(col) is None:
