@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import DEFAULT_OUT, summary, write_results
+from bench.windows import edit_distance
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # max |dprob| allowed against onnxruntime CPU on identical inputs; labels must always be equal
@@ -258,13 +259,7 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
     ref, hyp = normalize_text(reference).split(), normalize_text(hypothesis).split()
     if not ref:
         return 0.0 if not hyp else 1.0
-    prev = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        cur = [i] + [0] * len(hyp)
-        for j, h in enumerate(hyp, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
-        prev = cur
-    return prev[-1] / len(ref)
+    return edit_distance(ref, hyp) / len(ref)
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
