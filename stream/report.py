@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from fdrl_core.cli import add_debug_flag, debug_requested, run_main
 from stream.dashboard import STATIC_DIR, ReportError, ReportWriteError
 from stream.dashboard.state import StreamState
 from stream.messages import SCHEMAS
@@ -168,27 +169,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("capture", help="JSON lines from stream.subscribe --json")
     ap.add_argument("-o", "--out", required=True, metavar="OUT.html", help="report file to write")
     ap.add_argument("--title", default="fdrl-stream run report")
-    ap.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    add_debug_flag(ap)
     args = ap.parse_args(argv)
-    try:
+
+    def body() -> int:
         check_writable(args.out)
         msgs = read_capture(args.capture)
         p = write_report(args.out, msgs, title=args.title, meta={"from": Path(args.capture).name})
-    except ReportError as e:
-        print(f"stream.report: {e}", file=sys.stderr)
-        return 2
-    except ReportWriteError as e:
-        print(f"stream.report: {e}", file=sys.stderr)
-        return 1
-    except Exception as e:
-        if args.debug:
-            raise
-        print(f"stream.report: unexpected error: {type(e).__name__}: {e} (--debug shows the traceback)",
-              file=sys.stderr)
-        return 1
-    print(f"stream.report: wrote {p} ({p.stat().st_size / 1024:.0f} kB)", file=sys.stderr)
-    return 0
+        print(f"stream.report: wrote {p} ({p.stat().st_size / 1024:.0f} kB)", file=sys.stderr)
+        return 0
 
+    # ReportError is an input error (exit 2), ReportWriteError a run-time failure (exit 1)
+    return run_main("stream.report", body, debug=debug_requested(args))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -11,14 +11,9 @@ import sys
 import numpy as np
 import pytest
 
-from tests.test_stream_support import REPO, clean_env, have_espeak, make_checkpoint, make_spoken_file
+from tests.test_stream_support import REPO, clean_env, have_espeak, make_spoken_file
 
 needs_espeak = pytest.mark.skipif(not have_espeak(), reason="espeak-ng is not installed (scripts/setup.sh)")
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "fdrl")
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ from tests.test_stream_support import (
     clean_env,
     free_endpoint,
     have_espeak,
-    make_checkpoint,
     make_spoken_file,
     words,
 )
@@ -42,11 +41,6 @@ sources.open_source = open_source
 from stream.run import main
 sys.exit(main(sys.argv[1:]))
 """
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "fdrl")
 
 
 def _sigterm_and_time(proc, sub, pred, wait_s=120):
@@ -87,31 +81,6 @@ def test_sigterm_ends_the_run_even_when_the_driver_never_returns(tmp_path, ckpt)
     assert "believe" in words(finals[0]["transcript"])
     for topic, msg in sub.messages:
         validate(topic, msg)
-
-
-@pytest.fixture
-def virtual_mic(tmp_path):
-    import shutil
-
-    for tool in ("pulseaudio", "pactl", "parec", "paplay"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed (scripts/setup.sh installs the virtual-microphone tools)")
-    script = REPO / "scripts" / "virtual_mic.sh"
-    d = tmp_path / "pulse"
-    res = subprocess.run([str(script), "start", str(d)], capture_output=True, text=True, timeout=60)
-    if res.returncode != 0:
-        pytest.skip(f"virtual microphone unavailable: {res.stderr.strip()}")
-    env = clean_env(HOME=str(d), XDG_RUNTIME_DIR=str(d / "run"), PULSE_SERVER=f"unix:{d}/run/pulse/native",
-                    PULSE_SOURCE="vmic")
-    pid_file = d / "run" / "pulse" / "pid"
-    pid = int(pid_file.read_text().split()[0]) if pid_file.is_file() else None
-    yield env, pid
-    if pid is not None:
-        try:
-            os.kill(pid, signal.SIGCONT)
-        except ProcessLookupError:
-            pass
-    subprocess.run([str(script), "stop", str(d)], capture_output=True, timeout=60)
 
 
 @pytest.mark.slow

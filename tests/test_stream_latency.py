@@ -11,7 +11,7 @@ import pytest
 
 from stream.asr import LocalAgreement, normalize
 from stream.messages import MessageFactory, validate
-from tests.test_stream_support import EXPECTED_WORDS, have_espeak, make_checkpoint, make_spoken_file, words
+from tests.test_stream_support import EXPECTED_WORDS, have_espeak, make_spoken_file, words
 
 
 class Bus:
@@ -85,16 +85,6 @@ def test_schema_v2_fields():
 # ------------------------------------------------------------------ the pipeline on spoken audio
 
 needs_speech = pytest.mark.skipif(not have_espeak(), reason="espeak-ng is not installed (scripts/setup.sh)")
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "fdrl")
-
-
-@pytest.fixture(scope="module")
-def spoken(tmp_path_factory):
-    return make_spoken_file(tmp_path_factory.mktemp("audio") / "two.wav")
 
 
 @pytest.fixture(scope="module")

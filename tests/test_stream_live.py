@@ -1,7 +1,6 @@
 """Live behaviour: the real `--mic` path against a virtual PulseAudio microphone, and SIGTERM in the middle
 of an utterance (finish it, publish it, exit 0)."""
 
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +18,6 @@ from tests.test_stream_support import (
     clean_env,
     free_endpoint,
     have_espeak,
-    make_checkpoint,
     make_spoken_file,
     stream_cmd,
     words,
@@ -27,11 +25,6 @@ from tests.test_stream_support import (
 
 pytestmark = pytest.mark.skipif(not have_espeak(), reason="espeak-ng is not installed (scripts/setup.sh)")
 LONG = "I can't believe you broke it again and you did not even tell me about it until this morning"
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "fdrl")
 
 
 def test_sigterm_mid_utterance_publishes_it_and_exits_0(tmp_path, ckpt):
@@ -64,24 +57,8 @@ def test_sigterm_mid_utterance_publishes_it_and_exits_0(tmp_path, ckpt):
     assert sub.of("status")[-1]["kind"] == "stop"
 
 
-@pytest.fixture
-def virtual_mic(tmp_path):
-    for tool in ("pulseaudio", "pactl", "parec", "paplay"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed (scripts/setup.sh installs the virtual-microphone tools)")
-    script = REPO / "scripts" / "virtual_mic.sh"
-    d = tmp_path / "pulse"
-    res = subprocess.run([str(script), "start", str(d)], capture_output=True, text=True, timeout=60)
-    if res.returncode != 0:
-        pytest.skip(f"virtual microphone unavailable: {res.stderr.strip()}")
-    env = clean_env(HOME=str(d), XDG_RUNTIME_DIR=str(d / "run"), PULSE_SERVER=f"unix:{d}/run/pulse/native",
-                    PULSE_SOURCE="vmic")
-    yield env
-    subprocess.run([str(script), "stop", str(d)], capture_output=True, timeout=60)
-
-
 def test_mic_hears_what_is_played_on_the_virtual_microphone(tmp_path, ckpt, virtual_mic):
-    env = virtual_mic
+    env = virtual_mic.env
     spoken = make_spoken_file(tmp_path / "two.wav", gap_s=1.5)
     # where the two sentences begin in the file (webrtcvad on the file itself, 30 ms frames)
     x, sr = sf.read(str(spoken), dtype="int16")
@@ -143,7 +120,7 @@ np.save(sys.argv[1], np.concatenate(got))
 
 
 def test_mic_that_refuses_16k_is_opened_at_its_rate_and_resampled(tmp_path, virtual_mic):
-    env = virtual_mic
+    env = virtual_mic.env
     spoken = make_spoken_file(tmp_path / "one.wav", sentences=("I am so happy to see you again",), gap_s=0.5)
     x, _ = sf.read(str(spoken), dtype="float32")
     out = tmp_path / "captured.npy"
@@ -168,7 +145,7 @@ def test_mic_that_refuses_16k_is_opened_at_its_rate_and_resampled(tmp_path, virt
 
 
 def test_microphone_that_vanishes_is_one_clear_error(ckpt, virtual_mic, tmp_path):
-    env = virtual_mic
+    env = virtual_mic.env
     ep = free_endpoint()
     sub = Collector(ep)
     proc = subprocess.Popen(stream_cmd("--mic", "--model", str(ckpt), "--endpoint", ep, "--heartbeat", "0.5"),

@@ -17,24 +17,12 @@ from tests.test_stream_support import (
     clean_env,
     free_endpoint,
     have_espeak,
-    make_checkpoint,
-    make_spoken_file,
     run_stream,
     stream_cmd,
     words,
 )
 
 pytestmark = pytest.mark.skipif(not have_espeak(), reason="espeak-ng is not installed (scripts/setup.sh)")
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "fdrl")
-
-
-@pytest.fixture(scope="module")
-def spoken(tmp_path_factory):
-    return make_spoken_file(tmp_path_factory.mktemp("audio") / "two.wav")
 
 
 def test_file_run_publishes_schema_valid_messages(ckpt, spoken):

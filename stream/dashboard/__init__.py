@@ -10,11 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-try:  # the project's CLI convention: InputError -> exit 2, RunError -> exit 1 (fdrl_core.cli, issue 13)
-    from fdrl_core.cli import InputError as _InputError
-    from fdrl_core.cli import RunError as _RunError
-except ImportError:  # before that module exists stream.run maps ValueError to 2 and RuntimeError to 2
-    _InputError, _RunError = ValueError, RuntimeError
+from fdrl_core.cli import InputError as _InputError  # exit 2, one line (fdrl_core.cli)
+from fdrl_core.cli import RunError as _RunError  # exit 1, one line
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 

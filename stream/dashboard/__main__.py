@@ -12,6 +12,8 @@ import asyncio
 import signal
 import sys
 
+from fdrl_core.cli import InputError, add_debug_flag, debug_requested, run_main
+
 EPILOG = """examples:
   python -m stream.run --demo --realtime &                     # a stream on tcp://127.0.0.1:5556
   python -m stream.dashboard                                   # then open http://127.0.0.1:8765/
@@ -46,32 +48,31 @@ def build_parser() -> argparse.ArgumentParser:
                           "listed clients; default: a throw-away key pair")
     ap.add_argument("--keep", type=int, default=2000, metavar="N",
                     help="utterances per stream kept for pages opened later (default: %(default)s)")
-    ap.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    add_debug_flag(ap)
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    return run_main("stream.dashboard", lambda: _serve(args), debug=debug_requested(args))
+
+
+def _serve(args) -> int:
     try:
         from stream.dashboard import server
     except ImportError as e:
-        print(f"stream.dashboard: needs the 'dashboard' extra ({e.name} missing): pip install 'fdrl-stream[dashboard]'",
-              file=sys.stderr)
-        return 2
+        raise InputError(f"needs the 'dashboard' extra ({e.name} missing): pip install 'fdrl-stream[dashboard]'") \
+            from None
     from stream.dashboard.server import DashboardConfig, DashboardError, Subscription, check_endpoint, curve_keys, log
     from stream.publisher import DEFAULT_ENDPOINT
 
     endpoints = list(dict.fromkeys(args.endpoints or [DEFAULT_ENDPOINT]))
-    try:
-        if args.keep < 1:
-            raise DashboardError("--keep must be at least 1")
-        cfg = DashboardConfig(host=args.host, port=args.port, insecure_bind_any=args.insecure_bind_any,
-                              max_utterances=args.keep).validate()
-        keys = curve_keys(args.curve_server_key, args.curve_secret)
-        subs = [Subscription(check_endpoint(e), curve=keys) for e in endpoints]
-    except DashboardError as e:
-        print(f"stream.dashboard: {e}", file=sys.stderr)
-        return 2
+    if args.keep < 1:
+        raise DashboardError("--keep must be at least 1")
+    cfg = DashboardConfig(host=args.host, port=args.port, insecure_bind_any=args.insecure_bind_any,
+                          max_utterances=args.keep).validate()
+    keys = curve_keys(args.curve_server_key, args.curve_secret)
+    subs = [Subscription(check_endpoint(e), curve=keys) for e in endpoints]
 
     def ready(url: str) -> None:
         if not server.is_loopback(cfg.host):
@@ -88,20 +89,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         asyncio.run(run())
-    except DashboardError as e:
-        print(f"stream.dashboard: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C is how a dashboard ends: a clean stop, exit 0
         pass
-    except Exception as e:
-        if args.debug:
-            raise
-        print(f"stream.dashboard: unexpected error: {type(e).__name__}: {e} (--debug shows the traceback)",
-              file=sys.stderr)
-        return 1
     log("stream.dashboard: stopped")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
