@@ -98,7 +98,7 @@ def test_mic_hears_what_is_played_on_the_virtual_microphone(tmp_path, ckpt, virt
 
 
 CAPTURE_48K = r"""
-import sys, numpy as np, sounddevice as sd
+import os, sys, time, numpy as np, sounddevice as sd
 real = sd.check_input_settings
 def usb_mic(*a, samplerate=None, **k):  # a device that refuses 16 kHz, like many USB microphones
     if samplerate == 16000:
@@ -109,10 +109,13 @@ from stream.sources import MicSource
 src = MicSource()
 src.start()
 print("READY", src.rate, flush=True)
-want, got = int(float(sys.argv[2]) * 16000), []
+# capture until the test says playback is over, then one more second (the monitor source lags the sink)
+done, after, got, deadline = sys.argv[2], None, [], time.monotonic() + 90
 for f in src.frames():
     got.append(f.samples)
-    if sum(map(len, got)) >= want:
+    if after is None and os.path.exists(done):
+        after = sum(map(len, got)) + 16000
+    if (after is not None and sum(map(len, got)) >= after) or time.monotonic() > deadline:
         break
 src.close()
 np.save(sys.argv[1], np.concatenate(got))
@@ -124,14 +127,17 @@ def test_mic_that_refuses_16k_is_opened_at_its_rate_and_resampled(tmp_path, virt
     spoken = make_spoken_file(tmp_path / "one.wav", sentences=("I am so happy to see you again",), gap_s=0.5)
     x, _ = sf.read(str(spoken), dtype="float32")
     out = tmp_path / "captured.npy"
-    proc = subprocess.Popen([sys.executable, "-c", CAPTURE_48K, str(out), str(len(x) / 16000 + 2.0)], cwd=REPO,
+    done = tmp_path / "played"
+    # the capture runs until playback has ended, however late paplay starts on a loaded machine
+    proc = subprocess.Popen([sys.executable, "-c", CAPTURE_48K, str(out), str(done)], cwd=REPO,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         ready = proc.stdout.readline().split()
         assert ready[:1] == ["READY"], proc.stderr.read()
         assert int(ready[1]) != 16000, "the device's own rate was used"
         subprocess.run(["paplay", str(spoken)], env=env, check=True, timeout=60)
-        proc.wait(timeout=60)
+        done.touch()
+        proc.wait(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
