@@ -92,7 +92,7 @@ def measure_ours(stack, stream, publisher, receiver, stream_id: str) -> dict:
     out["dropped_audio_frames"] = run.dropped_audio_frames
     out["wall_s"] = round(run.wall_s, 1)
     out.update({k: run.extra.get(k) for k in ("partials", "partials_skipped", "speculative_hits",
-                                              "speculative_misses", "errors")})
+                                              "speculative_misses", "errors", "early_finals", "revised_finals")})
     return out
 
 
@@ -275,17 +275,24 @@ def markdown(rep: dict) -> str:
     w = o["where_the_time_goes"]
     lines += ["", "## Where ours spends the time (from the pipeline's observer events)", "",
               "| step | median ms | p95 ms |", "|---|---:|---:|",
-              f"| true end of speech -> VAD end-of-speech decision (hangover) | "
-              f"{fmt(w['true_end_to_vad_decision_ms']['median'])} | {fmt(w['true_end_to_vad_decision_ms']['p95'])} |",
-              f"| VAD decision -> final emotion published (rest of the final pass) | "
-              f"{fmt(w['vad_decision_to_published_ms']['median'])} | {fmt(w['vad_decision_to_published_ms']['p95'])} |",
+              f"| true end of speech -> end of voice found by the VAD (audio clock) | "
+              f"{fmt(w['true_end_to_voice_end_ms']['median'])} | {fmt(w['true_end_to_voice_end_ms']['p95'])} |",
+              f"| true end of speech -> pause that fixes the audio ({so.get('vad_tail_ms', '?')} ms of silence) | "
+              f"{fmt(w['true_end_to_pause_ms']['median'])} | {fmt(w['true_end_to_pause_ms']['p95'])} |",
+              f"| pause -> final emotion published (the final pass) | "
+              f"{fmt(w['pause_to_published_ms']['median'])} | {fmt(w['pause_to_published_ms']['p95'])} |",
               f"| published -> the subscriber has it | {fmt(w['published_to_received_ms']['median'], 1)} | "
               f"{fmt(w['published_to_received_ms']['p95'], 1)} |",
               f"| (true end -> final transcript message) | {fmt(o['final_text_ms']['median'])} | "
-              f"{fmt(o['final_text_ms']['p95'])} |", "",
+              f"{fmt(o['final_text_ms']['p95'])} |",
+              f"| (true end -> the VAD's end-of-speech decision, after the {so['vad_hangover_ms']} ms hangover; "
+              f"an early final does not wait for it) | {fmt(w['true_end_to_vad_decision_ms']['median'])} | "
+              f"{fmt(w['true_end_to_vad_decision_ms']['p95'])} |", "",
               f"Partial passes {o.get('partials')}, skipped to keep up {o.get('partials_skipped')}, speculative finals "
               f"used {o.get('speculative_hits')}, discarded {o.get('speculative_misses')}, dropped audio frames "
-              f"{o.get('dropped_audio_frames')}.", "",
+              f"{o.get('dropped_audio_frames')}. Finals published early at the pause {o.get('early_finals')}, "
+              f"revised because speech resumed {o.get('revised_finals')} (latency counts the final that reaches "
+              "the true end).", "",
               "## Targets (issue 10; this machine)", "", "| target | measured | goal | met |", "|---|---:|---:|---|"]
     for t in rep["targets"]:
         met = "-" if t["met"] is None else "yes" if t["met"] else "no"

@@ -404,7 +404,8 @@ def run_ours_realtime(stack: OurStack, audio_path: Path, publisher, receiver: Re
                        dropped_audio_frames=source.dropped_frames, busy_s=pipe.stats.busy_s,
                        extra={"partials": pipe.stats.partials, "partials_skipped": pipe.stats.partials_skipped,
                               "speculative_hits": pipe.stats.speculative_hits,
-                              "speculative_misses": pipe.stats.speculative_misses, "errors": pipe.stats.errors},
+                              "speculative_misses": pipe.stats.speculative_misses, "errors": pipe.stats.errors,
+                              "early_finals": pipe.stats.early_finals, "revised_finals": pipe.stats.revised_finals},
                        origin=recorder.origin)
 
 

@@ -8,6 +8,9 @@ at `origin + end_s`; its latency is the arrival of the first final that covers i
 A final covers an utterance when (a) it carries an audio span (our messages: start/end) that overlaps the
 utterance, or (b) without a span (a peer's text), its words match that utterance better than any other
 (a text that merges two utterances covers both). Utterances no final covers are counted as missed.
+A final with a span that stops well before the utterance's true end (an early final published at a
+pause inside the sentence, later revised) does not end the utterance: the first final that reaches the
+true end does.
 Peers that commit word by word (LocalAgreement) give spans per piece; an utterance is final when the
 last piece overlapping it arrived (`finals="last"`).
 """
@@ -76,6 +79,11 @@ def _piece_of(s: Said, u: TrueUtterance, slack_s: float = 0.5) -> bool:
     return ov > 0 and ov >= 0.5 * min(max(s.end_s - s.start_s, 1e-3), u.end_s - u.start_s)
 
 
+def _reaches_end(s: Said, u: TrueUtterance, slack_s: float = 0.3) -> bool:
+    """A final whose audio span reaches the utterance's true end (unknown span: assumed to)."""
+    return s.end_s is None or s.end_s >= u.end_s - slack_s
+
+
 def _covers(s: Said, u: TrueUtterance, utts: list[TrueUtterance], origin: float, min_match: float) -> bool:
     if s.start_s is not None:
         return _overlaps(s, u)
@@ -108,7 +116,8 @@ def match(utts: list[TrueUtterance], said: list[Said], origin: float, min_match:
             text = " ".join(s.text.strip() for s in sorted(pieces, key=lambda s: s.start_s)) if pieces else None
             merged = any(_piece_of(s, v) for s in pieces for v in utts if v.index != u.index)
         else:
-            f = next((s for s in fin if _covers(s, u, utts, origin, min_match)), None)
+            covering = [s for s in fin if _covers(s, u, utts, origin, min_match)]
+            f = next((s for s in covering if _reaches_end(s, u)), covering[-1] if covering else None)
             text = f.text if f is not None else None
             merged = f is not None and any(_covers(f, v, utts, origin, min_match) for v in utts if v.index != u.index)
         if f is not None:
@@ -192,25 +201,42 @@ def said_from_message(t: float, topic: str, m: dict) -> Said:
 
 def vad_breakdown(results: list[UtteranceResult], log: EventLog, stream_id: str | None, origin: float,
                   received: dict[int, float] | None = None) -> dict:
-    """Where the time between the true end and the final goes, from the pipeline's events: true end ->
-    VAD end-of-speech decision (the hangover), decision -> final emotion published (the rest of the final
-    pass), published -> a subscriber has it."""
+    """Where the time between the true end and the final goes, from the pipeline's events: true end -> the
+    end of voice the VAD found (audio clock), true end -> the pause that fixes the audio (wall clock),
+    pause -> final emotion published (the final pass), published -> a subscriber has it; and, for
+    reference, true end -> the VAD's end-of-speech decision (after the hangover, which an early final
+    does not wait for)."""
     evs = log.snapshot(stream_id)
     ends = {e.utterance_id: e for e in evs if e.kind == "speech_end"}
-    published = {e.utterance_id: e.t for e in evs if e.kind == "published" and e.data.get("topic") == "emotion"
-                 and not e.data.get("partial")}
-    to_decision, decision_to_pub, pub_to_recv = [], [], []
+    pauses: dict[int, list] = {}
+    for e in evs:
+        if e.kind == "speech_pause":
+            pauses.setdefault(e.utterance_id, []).append(e)
+    published: dict[int, list[float]] = {}
+    for e in evs:
+        if e.kind == "published" and e.data.get("topic") == "emotion" and not e.data.get("partial"):
+            published.setdefault(e.utterance_id, []).append(e.t)
+    voice_end, to_pause, pause_to_pub, to_decision, pub_to_recv = [], [], [], [], []
     for uid, d in ends.items():
         if d.audio_t is None:
             continue
         u = min(results, key=lambda r: abs(r.true_end_s - d.audio_t), default=None)
         if u is None or abs(u.true_end_s - d.audio_t) > 1.0:  # a VAD end that is no true end (a split)
             continue
-        to_decision.append((d.t - (origin + u.true_end_s)) * 1000)
-        if uid in published:
-            decision_to_pub.append((published[uid] - d.t) * 1000)
+        true_end = origin + u.true_end_s
+        to_decision.append((d.t - true_end) * 1000)
+        p = next((p for p in reversed(pauses.get(uid, [])) if abs(p.audio_t - d.audio_t) < 1e-3), None)
+        if p is not None:  # the pause at the utterance's real end (not one inside it that speech ended)
+            voice_end.append((p.audio_t - u.true_end_s) * 1000)
+            to_pause.append((p.t - true_end) * 1000)
+        pub = [t for t in published.get(uid, []) if p is None or t >= p.t]
+        if pub:
+            if p is not None:
+                pause_to_pub.append((pub[0] - p.t) * 1000)
             if received and uid in received:
-                pub_to_recv.append((received[uid] - published[uid]) * 1000)
-    return {"true_end_to_vad_decision_ms": summary(to_decision),
-            "vad_decision_to_published_ms": summary(decision_to_pub),
-            "published_to_received_ms": summary(pub_to_recv)}
+                pub_to_recv.append((received[uid] - pub[0]) * 1000)
+    return {"true_end_to_voice_end_ms": summary(voice_end),
+            "true_end_to_pause_ms": summary(to_pause),
+            "pause_to_published_ms": summary(pause_to_pub),
+            "published_to_received_ms": summary(pub_to_recv),
+            "true_end_to_vad_decision_ms": summary(to_decision)}

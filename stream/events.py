@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 KINDS = {
     "source_start": "the audio source delivered its first block (audio_t = its end; data: live, sample_rate)",
     "speech_start": "the VAD opened an utterance (audio_t = where speech starts)",
+    "speech_pause": "the VAD saw the pause that fixes the utterance's audio unless speech resumes "
+                    "(audio_t = end of the last voiced frame; data: end_t, where the kept audio ends)",
     "speech_end": "the VAD closed an utterance (audio_t = end of the last voiced frame; data: reason)",
     "pass_start": "an ASR/emotion pass began (data: final, speculative, samples)",
     "pass_end": "that pass finished (data: final, speculative, asr_ms, emotion_ms)",

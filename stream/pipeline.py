@@ -351,8 +351,11 @@ class Pipeline:
         if isinstance(ev, SpeechEnd):
             self.observers.emit("speech_end", s.stream_id, utterance_id=ev.utt.id, t=t,
                                 audio_t=ev.utt.last_voiced_end / SAMPLE_RATE, reason=ev.reason)
-        if isinstance(ev, SpeechPause) and not (s.speculate or s.early_final):
-            return
+        if isinstance(ev, SpeechPause):
+            self.observers.emit("speech_pause", s.stream_id, utterance_id=ev.utt.id, t=t,
+                                audio_t=ev.utt.last_voiced_end / SAMPLE_RATE, end_t=ev.end / SAMPLE_RATE)
+            if not (s.speculate or s.early_final):
+                return
         if isinstance(ev, SpeechGrow) and s.live and not self._partial_due(t):
             s.stats.partials_skipped += 1
             return

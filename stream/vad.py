@@ -5,6 +5,12 @@ utterance then keeps `preroll_ms` of audio from before the first voiced frame, s
 not clipped. It ends after `hangover_ms` of silence and keeps `tail_ms` of audio after the last voiced
 frame. `SpeechPause` fires once `tail_ms` of silence has passed: from then on the utterance's audio is
 final unless speech resumes, so the run-time can start the final pass before the end is confirmed.
+
+webrtcvad keeps calling frames speech for 60-90 ms after the voice stops (its built-in overhang), which
+would count straight into the time to the final. So inside an utterance a frame only counts as voiced for
+the end of speech when it is also louder than the background (a running noise floor from the frames the
+VAD calls silence) and not far below the utterance's loudest frame (`end_gate_db`, `end_range_db`).
+Onsets use webrtcvad alone.
 """
 
 from __future__ import annotations
@@ -25,10 +31,13 @@ class VadConfig:
     start_ratio: float = 0.6
     preroll_ms: int = 300  # audio kept before the first voiced frame
     hangover_ms: int = 600  # silence that ends an utterance
-    tail_ms: int = 240  # audio kept after the last voiced frame (<= hangover_ms)
+    tail_ms: int = 120  # audio kept after the last voiced frame (<= hangover_ms)
     min_speech_ms: int = 250  # shorter (onset to last voiced frame): noise, dropped
     max_utterance_s: float = 15.0  # longer speech is split (Whisper sees at most 30 s)
     split_search_ms: int = 1500  # a forced split looks this far back for the quietest frame
+    # end of speech: a voiced frame must be this much above the noise floor (0 disables the gate) ...
+    end_gate_db: float = 6.0
+    end_range_db: float = 45.0  # ... and at most this much below the utterance's loudest frame
 
     def validate(self) -> VadConfig:
         checks = [
@@ -41,6 +50,7 @@ class VadConfig:
             (self.preroll_ms >= 0 and self.min_speech_ms >= 0, "vad pre-roll and minimum must be >= 0"),
             (1.0 <= self.max_utterance_s <= 29.0, "maximum utterance must be 1..29 s (one Whisper window)"),
             (self.split_search_ms < self.max_utterance_s * 1000, "split search must be below the maximum"),
+            (self.end_gate_db >= 0 and self.end_range_db > 0, "vad end gate must be >= 0 dB, its range > 0 dB"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -149,6 +159,8 @@ class Segmenter:
         self.revision = 0
         self.speech_frames = 0
         self.frames = 0
+        self.noise_db: float | None = None  # running energy of the frames the VAD calls silence
+        self.peak_db = -200.0  # the current utterance's loudest voiced frame
 
     def is_speech(self, samples: np.ndarray) -> bool:
         return self.vad.is_speech(np.ascontiguousarray(samples, dtype=np.int16).tobytes(), SAMPLE_RATE)
@@ -156,13 +168,29 @@ class Segmenter:
     def push(self, samples: np.ndarray, start: int, voiced: bool | None = None) -> list[Event]:
         if len(samples) != self.fs:
             raise ValueError(f"frames must be {self.cfg.frame_ms} ms ({self.fs} samples), got {len(samples)}")
+        gate = voiced is None and self.cfg.end_gate_db > 0
         if voiced is None:
             voiced = self.is_speech(samples)
         self.frames += 1
         self.speech_frames += int(voiced)
+        if gate:
+            db = energy_db(samples)
+            if not voiced:
+                self.noise_db = db if self.noise_db is None else 0.95 * self.noise_db + 0.05 * db
+            elif self.utt is not None:
+                voiced = self._above_background(db)
         if self.utt is None:
+            self.peak_db = -200.0
             return self._idle(samples, start, voiced)
         return self._speaking(samples, start, voiced)
+
+    def _above_background(self, db: float) -> bool:
+        """A frame the VAD calls speech, inside an utterance: is it really the voice, or the VAD's overhang?"""
+        self.peak_db = max(self.peak_db, db)
+        floor = self.peak_db - self.cfg.end_range_db
+        if self.noise_db is not None:
+            floor = max(floor, self.noise_db + self.cfg.end_gate_db)
+        return db >= floor
 
     # -- states
 
@@ -264,6 +292,12 @@ class Segmenter:
     @property
     def active(self) -> Utterance | None:
         return self.utt
+
+
+def energy_db(samples: np.ndarray) -> float:
+    """Mean power of int16 samples in dB (full scale = 90.3 dB); digital silence is -100 dB."""
+    x = samples.astype(np.float32)
+    return float(10 * np.log10(np.mean(x * x) + 1e-10))
 
 
 def seconds(samples: int) -> float:

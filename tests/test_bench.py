@@ -49,7 +49,7 @@ def test_pipeline_writes_results_with_machine_latency_baseline_and_startup(tmp_p
     ours, base = rep["realtime"]["ours"], rep["realtime"]["baseline"]
     for r in (ours, base):
         assert r["utterances"] == 1
-        lat = r["latency_ms"]["eos_to_emotion"]
+        lat = r["latency_ms"]["speech_end_to_emotion"]  # from the last voiced audio (ours may beat the hangover)
         assert lat["median"] > 0 and lat["p95"] >= lat["median"]
         assert r["cpu_s_per_audio_s"] > 0 and r["processing_rtf"] > 0
         assert r["dropped_audio_frames"] == 0
@@ -268,6 +268,16 @@ def test_peer_text_finals_are_matched_by_words_including_a_merged_one():
     assert res[0].final_text == "I am so happy to see you" and res[0].first_partial_ms == 1500.0
 
 
+def test_an_early_final_at_a_pause_inside_the_sentence_does_not_end_the_utterance():
+    from bench.measure import Said, match
+
+    origin = 50.0
+    said = [Said(55.9, True, "the weather", 4.9, 5.7, "sad"),  # early final at a pause after "weather"
+            Said(56.9, True, "the weather is terrible today", 4.9, 6.6, "sad")]  # the revision
+    res = match(_utts(), said, origin)
+    assert res[1].final_ms == 400.0 and res[1].final_text == "the weather is terrible today"
+
+
 def test_pass_recorder_builds_utterance_records_from_events_including_speculative_and_early_finals():
     from bench.instrument import PassRecorder
     from stream.events import Observers
@@ -321,7 +331,8 @@ def _headline_summary(final_med, cpu):
            UtteranceResult(1, "c d", 5.0, 6.0, final_ms=final_med, first_partial_ms=700.0, final_text="c d")]
     s = summarize(res, cpu_s=cpu, audio_s=60.0)
     s["where_the_time_goes"] = {k: {"median": 1.0, "p95": 2.0} for k in (
-        "true_end_to_vad_decision_ms", "vad_decision_to_published_ms", "published_to_received_ms")}
+        "true_end_to_voice_end_ms", "true_end_to_pause_ms", "pause_to_published_ms", "published_to_received_ms",
+        "true_end_to_vad_decision_ms")}
     s["final_text_ms"] = {"median": final_med, "p95": final_med}
     return s
 

@@ -107,3 +107,26 @@ def test_config_is_checked():
     seg = Segmenter(VadConfig(frame_ms=20))
     with pytest.raises(ValueError, match="20 ms"):
         seg.push(np.zeros(480, np.int16), 0)
+
+
+def test_end_of_speech_is_where_the_voice_stops_not_after_webrtcvads_overhang(demo):
+    x, truth = demo
+    # where each utterance's voice really stops: its last sample above 1 % of full scale
+    stops = []
+    for t in truth:
+        a, b = int(t["start"] * SR), int(t["end"] * SR) + SR // 2
+        stops.append((a + np.nonzero(np.abs(x[a:b].astype(np.int32)) > 328)[0][-1]) / SR)
+
+    def lag(cfg):
+        ends = [e for e in run_segmenter(x, cfg, grow_every_ms=None) if isinstance(e, SpeechEnd)]
+        assert len(ends) == len(truth)
+        return float(np.median([e.utt.last_voiced_end / SR - s for e, s in zip(ends, stops)]))
+
+    assert abs(lag(VadConfig())) <= 0.045, "the end of speech is the voice's end, to a frame"
+    assert lag(VadConfig(end_gate_db=0)) >= 0.06, "without the energy gate webrtcvad's overhang is counted"
+    # the gate follows the background: on a noisy line the end is still found (and not cut early)
+    rng = np.random.default_rng(0)
+    noisy = np.clip(x + rng.normal(0, 30, len(x)), -32768, 32767).astype(np.int16)
+    ends = [e for e in run_segmenter(noisy, grow_every_ms=None) if isinstance(e, SpeechEnd)]
+    assert len(ends) == len(truth)
+    assert all(e.end / SR >= s for e, s in zip(ends, stops)), "the kept tail covers the last sound"
