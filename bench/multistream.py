@@ -42,9 +42,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _truth() -> list[dict]:
+    """The demo's utterances with their TRUE voiced start/end: demo.json's spans include the synthesiser's
+    own padding, so the voice's bounds inside each span are found in the audio (bench.truth.voiced_bounds,
+    as for the headline's generated stream)."""
+    import soundfile as sf
+
+    from bench.truth import voiced_bounds
+    from fdrl_core.audio import SAMPLE_RATE
     from stream.sources import DEMO_WAV
 
-    return json.loads(Path(DEMO_WAV).with_suffix(".json").read_text())["utterances"]
+    x, _ = sf.read(str(DEMO_WAV), dtype="float32")
+    out = []
+    for u in json.loads(Path(DEMO_WAV).with_suffix(".json").read_text())["utterances"]:
+        a, b = int(u["start"] * SAMPLE_RATE), int(u["end"] * SAMPLE_RATE)
+        bounds = voiced_bounds(x[a:b])
+        if bounds is not None:
+            u = {**u, "start": (a + bounds[0]) / SAMPLE_RATE, "end": (a + bounds[1]) / SAMPLE_RATE}
+        out.append(u)
+    return out
 
 
 def _match(msg: dict, truth: list[dict]) -> dict | None:
@@ -133,8 +148,8 @@ def measure_one(n: int, args) -> dict:
                     stable_n += 1
                     contradicted += e.data["message"]["label"] != last
         missed += len(truth) - len(seen)
-        for e in events:  # where the VAD put the end of speech, against the spoken end
-            if e.kind == "speech_end" and e.stream_id == sid:
+        for e in events:  # where the VAD put the end of voice, against the true end
+            if e.kind == "speech_end" and e.stream_id == sid and e.data.get("reason") == "silence":
                 u = min(truth, key=lambda u: abs(u["end"] - e.audio_t))
                 vad_end_ms.append((e.audio_t - u["end"]) * 1000)
     starts = {}
