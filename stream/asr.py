@@ -132,6 +132,23 @@ def judge(text: str, no_speech_prob: float, avg_logprob: float, cfg: AsrConfig) 
     return True, None
 
 
+def check_language(language: str, multilingual: bool) -> str | None:
+    """The language to force, or None for an English-only model; an unknown code, or another language
+    on an English-only model, is an error (Whisper would otherwise transcribe English, silently)."""
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    code = (language or "en").strip().lower()
+    if code not in _LANGUAGE_CODES:
+        raise ValueError(f"unknown language {language!r}: Whisper knows {', '.join(sorted(_LANGUAGE_CODES)[:8])}, "
+                         f"... ({len(_LANGUAGE_CODES)} codes)")
+    if not multilingual:
+        if code != "en":
+            raise ValueError(f"language {code!r} needs a multilingual Whisper model; this one is English-only "
+                             "(point --asr-model at a multilingual CTranslate2 folder)")
+        return None
+    return code
+
+
 class Recognizer:
     """One Whisper model, shared by the recogniser and FDRL's speech frontend (loaded once)."""
 
@@ -151,7 +168,7 @@ class Recognizer:
         self.window = window or frontend.window
         self.whisper = frontend.whisper
         ct2 = self.whisper.model
-        language = cfg.language if ct2.is_multilingual else None
+        language = check_language(cfg.language, ct2.is_multilingual)
         self.tokenizer = Tokenizer(self.whisper.hf_tokenizer, ct2.is_multilingual, task="transcribe",
                                    language=language)
         # the prompt faster-whisper builds without previous text and without timestamps

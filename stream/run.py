@@ -116,7 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="silence that confirms the end of an utterance; live sources publish an early final "
                           "after --tail-ms already (default: %(default)s)")
     vad.add_argument("--tail-ms", type=int, default=d_vad.tail_ms,
-                     help="audio kept after the last speech frame (default: %(default)s)")
+                     help="audio kept after the last speech frame; also the pause after which a live source "
+                          "publishes an early final (longer: fewer finals revised after a pause inside a sentence, "
+                          "later finals) (default: %(default)s)")
+    vad.add_argument("--end-gate-db", type=float, default=d_vad.end_gate_db, metavar="DB",
+                     help="end of speech: a speech frame must be this much louder than the background, so "
+                          "webrtcvad's own overhang is not waited for; 0 trusts webrtcvad alone (default: "
+                          "%(default)s)")
     vad.add_argument("--min-speech-ms", type=int, default=d_vad.min_speech_ms,
                      help="shorter bursts are ignored as noise (default: %(default)s)")
     vad.add_argument("--max-utterance", type=float, default=d_vad.max_utterance_s, metavar="S",
@@ -161,7 +167,8 @@ def config_from_args(args) -> PipelineConfig:
 
     vad = VadConfig(aggressiveness=args.vad_aggressiveness, frame_ms=args.frame_ms, preroll_ms=args.preroll_ms,
                     hangover_ms=args.hangover_ms, tail_ms=min(args.tail_ms, args.hangover_ms),
-                    min_speech_ms=args.min_speech_ms, max_utterance_s=args.max_utterance)
+                    min_speech_ms=args.min_speech_ms, max_utterance_s=args.max_utterance,
+                    end_gate_db=args.end_gate_db)
     partial_every = AsrConfig.partial_every_s if args.partial_every is None else args.partial_every
     asr = AsrConfig(model=args.asr_model, device=args.asr_device, compute_type=args.compute_type,
                     language=args.language, beam_size=args.beam_size, partial_every_s=partial_every,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fdrl_core.audio import load_audio
-from stream.asr import AsrConfig, Recognizer, judge, normalize, repeated_ngram
+from stream.asr import AsrConfig, Recognizer, check_language, judge, normalize, repeated_ngram
 
 CFG = AsrConfig()
 
@@ -37,6 +37,15 @@ def test_guard_rejects_hallucinations(text, nsp, lp, why):
 ])
 def test_guard_keeps_real_speech(text, nsp, lp):
     assert judge(text, nsp, lp, CFG) == (True, None)
+
+
+def test_a_language_the_model_cannot_do_is_an_error_not_silent_english():
+    assert check_language("en", multilingual=False) is None
+    assert check_language("DE", multilingual=True) == "de"
+    with pytest.raises(ValueError, match="English-only"):
+        check_language("de", multilingual=False)
+    with pytest.raises(ValueError, match="unknown language 'xx'"):
+        check_language("xx", multilingual=True)
 
 
 def test_text_helpers():
