@@ -123,6 +123,30 @@ def load_public_key(path: str | Path, what: str = "--curve-server-key") -> bytes
     return public
 
 
+def add_subscriber_curve_args(ap, publisher: str = "the publisher") -> None:
+    """--curve-server-key / --curve-secret, for every subscribing command (stream.subscribe, the dashboard)."""
+    sec = ap.add_argument_group(f"CURVE ({publisher} started with --curve-secret)")
+    sec.add_argument("--curve-server-key", metavar="FILE",
+                     help=f"{publisher}'s public key file (NAME.key from python -m stream.keys)")
+    sec.add_argument("--curve-secret", metavar="FILE",
+                     help="this subscriber's secret key file (NAME.key_secret); its NAME.key must be in the "
+                          "publisher's --curve-clients folder. Default: a throw-away key pair (accepted only "
+                          "by a publisher without --curve-clients)")
+
+
+def subscriber_curve_keys(server_key_file: str | None, secret_file: str | None) -> tuple[bytes, bytes, bytes] | None:
+    """(server public, own public, own secret) for a CURVE subscriber, or None for plaintext."""
+    if not server_key_file:
+        if secret_file:
+            raise PublisherError("--curve-secret needs --curve-server-key (the publisher's public key)")
+        return None
+    import zmq
+
+    server = load_public_key(server_key_file)
+    public, secret = load_secret_key(secret_file) if secret_file else zmq.curve_keypair()
+    return server, public, secret
+
+
 @dataclass
 class Security:
     """CURVE for the publisher: the server's secret certificate, and optionally a folder of client

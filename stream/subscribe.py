@@ -14,7 +14,13 @@ import time
 
 from fdrl_core.cli import InputError, add_debug_flag, debug_requested, run_main
 from stream.messages import TOPICS, format_line, validate
-from stream.publisher import DEFAULT_ENDPOINT, PublisherError, load_public_key, load_secret_key, parse_endpoint
+from stream.publisher import (
+    DEFAULT_ENDPOINT,
+    PublisherError,
+    add_subscriber_curve_args,
+    parse_endpoint,
+    subscriber_curve_keys,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,13 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--count", type=int, default=0, metavar="N", help="exit after N final emotion messages")
     ap.add_argument("--timeout", type=float, default=0, metavar="S",
                     help="exit when no message has come for S seconds (counted from the first message)")
-    sec = ap.add_argument_group("CURVE (a publisher started with --curve-secret)")
-    sec.add_argument("--curve-server-key", metavar="FILE",
-                     help="the publisher's public key file (server.key from python -m stream.keys)")
-    sec.add_argument("--curve-secret", metavar="FILE",
-                     help="this subscriber's secret key file (NAME.key_secret); its NAME.key must be in the "
-                          "publisher's --curve-clients folder. Default: a throw-away key pair (accepted only "
-                          "by a publisher without --curve-clients)")
+    add_subscriber_curve_args(ap)
     add_debug_flag(ap)
     return ap
 
@@ -53,19 +53,14 @@ def _connect(args):
     if ep.scheme == "tcp" and (ep.port in ("*", "0") or ep.host == "*"):
         raise InputError(f"--endpoint {args.endpoint}: a subscriber connects to one host and port "
                          "(e.g. tcp://127.0.0.1:5556)")
-    if args.curve_secret and not args.curve_server_key:
-        raise InputError("--curve-secret needs --curve-server-key (the publisher's public key)")
+    keys = subscriber_curve_keys(args.curve_server_key, args.curve_secret)
     sock = zmq.Context.instance().socket(zmq.SUB)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.MAXMSGSIZE, 16 * 2**20)  # a message is a few KB; a hostile publisher cannot flood us
     if ep.host.startswith("["):
         sock.setsockopt(zmq.IPV6, 1)
-    if args.curve_server_key:
-        server_public = load_public_key(args.curve_server_key)
-        if args.curve_secret:
-            public, secret = load_secret_key(args.curve_secret)
-        else:
-            public, secret = zmq.curve_keypair()
+    if keys is not None:
+        server_public, public, secret = keys
         sock.setsockopt(zmq.CURVE_SERVERKEY, server_public)
         sock.setsockopt(zmq.CURVE_PUBLICKEY, public)
         sock.setsockopt(zmq.CURVE_SECRETKEY, secret)

@@ -30,7 +30,7 @@ use, bad endpoint or key file, aiohttp missing)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from stream.publisher import DEFAULT_ENDPOINT
+    from stream.publisher import DEFAULT_ENDPOINT, add_subscriber_curve_args
 
     ap = argparse.ArgumentParser(prog="python -m stream.dashboard", description=__doc__.split("\n\n")[1],
                                  epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -40,12 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--port", type=int, default=8765, help="HTTP port; 0 = any free port (default: %(default)s)")
     ap.add_argument("--insecure-bind-any", action="store_true",
                     help="allow --host beyond loopback (the page has no authentication: trusted networks only)")
-    sec = ap.add_argument_group("CURVE (publishers started with --curve-secret)")
-    sec.add_argument("--curve-server-key", metavar="FILE",
-                     help="the publishers' public key file (NAME.key from python -m stream.keys)")
-    sec.add_argument("--curve-secret", metavar="FILE",
-                     help="this subscriber's secret key file (NAME.key_secret), when the publisher only admits "
-                          "listed clients; default: a throw-away key pair")
+    add_subscriber_curve_args(ap, publisher="the publishers")
     ap.add_argument("--keep", type=int, default=2000, metavar="N",
                     help="utterances per stream kept for pages opened later (default: %(default)s)")
     add_debug_flag(ap)

@@ -244,22 +244,12 @@ class Subscription:
 
 def curve_keys(server_key_file: str | None, secret_file: str | None) -> tuple[bytes, bytes, bytes] | None:
     """The same key files as `stream.subscribe --curve-server-key/--curve-secret` (made by stream.keys)."""
-    if not server_key_file:
-        if secret_file:
-            raise DashboardError("--curve-secret needs --curve-server-key (the publisher's public key)")
-        return None
-    try:
-        from stream.publisher import PublisherError, load_public_key, load_secret_key
-    except ImportError:  # CURVE arrives with the publisher's key handling (issue 13)
-        raise DashboardError("this version of stream.publisher has no CURVE support") from None
-    import zmq
+    from stream.publisher import PublisherError, subscriber_curve_keys
 
     try:
-        server = load_public_key(server_key_file)
-        public, secret = load_secret_key(secret_file) if secret_file else zmq.curve_keypair()
+        return subscriber_curve_keys(server_key_file, secret_file)
     except PublisherError as e:
         raise DashboardError(str(e)) from None
-    return server, public, secret
 
 
 MAX_MESSAGE_BYTES = 1 << 20  # a stream message is a few kB; anything bigger is not one of ours
