@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fdrl_core.speaker_norm import SpeakerNorm
+from fdrl_core.speaker_norm import SPEAKER_NORMS, SpeakerNorm
 
 
 class CalibrationError(ValueError):
@@ -93,7 +93,7 @@ def _fit(a: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _prepared(frames: np.ndarray, speech_norm: str) -> np.ndarray:
     frames = frames.astype(np.float32)
-    return SpeakerNorm().normalise(frames) if speech_norm == "speaker" else frames
+    return SpeakerNorm.for_mode(speech_norm).normalise(frames) if speech_norm in SPEAKER_NORMS else frames
 
 
 def batches(items: list[CalibItem], tokenizer, batch: int, speech_frames: int,

@@ -10,7 +10,7 @@ from pathlib import Path
 from fdrl_core.labels import IEMOCAP4, LabelSet
 
 MODALITIES = ("speech", "text")
-SPEECH_NORMS = ("none", "utterance", "utterance_std", "speaker")
+SPEECH_NORMS = ("none", "utterance", "utterance_std", "speaker", "speaker_std")
 
 
 @dataclass
@@ -29,10 +29,10 @@ class FDRLConfig:
     # utterances, forgetting by speaker_decay per utterance, pooled with the current one; the first utterance
     # of a stream gets its own mean). That reference is stream state, so it is applied OUTSIDE the graph
     # (fdrl_core.speaker_norm: train.data, train evaluate, stream.emotion) and the model removes nothing
-    # itself | "none"
+    # itself | "speaker_std" (also unit pooled spread per dimension) | "none"
     speech_norm: str = "none"
-    speaker_decay: float = 0.7  # speech_norm="speaker": weight of an utterance one step older
-    speaker_context: int = 8  # speech_norm="speaker", training: pool 0..this many other utterances of the speaker
+    speaker_decay: float = 0.7  # speech_norm="speaker*": weight of an utterance one step older
+    speaker_context: int = 8  # speech_norm="speaker*", training: pool 0..this many other utterances of the speaker
 
     # model width and encoders
     d_model: int = 256

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from fdrl_core.assets import DEMO_MODEL_ENV, default_model_path, demo_model_dir
-from fdrl_core.speaker_norm import DEFAULT_DECAY, SpeakerNorm
+from fdrl_core.speaker_norm import SPEAKER_NORMS, SpeakerNorm
 from fdrl_core.uncertainty import UncertaintyConfig, decide
 
 
@@ -83,16 +83,16 @@ class EmotionStage:
     def speaker_state(self) -> SpeakerNorm | None:
         """Per-stream state for a model trained with speech_norm="speaker" (running statistics of the
         stream's voice; the caller commits published finals to it), None for every other model."""
-        if getattr(self.backend, "speech_norm", "none") != "speaker":
+        norm = getattr(self.backend, "speech_norm", "none")
+        if norm not in SPEAKER_NORMS:
             return None
-        decay = getattr(self.backend, "speaker_decay", None)
-        return SpeakerNorm(DEFAULT_DECAY if decay is None else decay)
+        return SpeakerNorm.for_mode(norm, getattr(self.backend, "speaker_decay", None))
 
     def prepare(self, frames: np.ndarray, speaker: SpeakerNorm | None = None) -> np.ndarray:
         """The frames the backend gets: speaker-normalised with the stream's running statistics when the
         model wants it (no state change; without a state: as on the first utterance of a stream)."""
         frames = np.ascontiguousarray(frames, dtype=np.float32)
-        if getattr(self.backend, "speech_norm", "none") == "speaker":
+        if getattr(self.backend, "speech_norm", "none") in SPEAKER_NORMS:
             frames = (speaker or self.speaker_state()).normalise(frames)
         return frames
 

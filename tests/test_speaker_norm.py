@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from fdrl_core.config import FDRLConfig
-from fdrl_core.speaker_norm import SpeakerNorm, running_references, utterance_mean, warmup_reference
+from fdrl_core.speaker_norm import SpeakerNorm, running_references, utterance_stats, warmup_reference
 
 
 def _voice(rng, base, n=30, emotion=0.0):
@@ -49,6 +49,14 @@ def test_the_reference_keeps_the_emotion_offset_that_utterance_norm_removes(rng)
     assert np.all(kept > 0.6) and np.abs(SpeakerNorm().normalise(angry).mean(0)).max() < 1e-5
 
 
+def test_speaker_std_also_scales_by_the_running_spread(rng):
+    x = (rng.standard_normal((400, 8)) * 3 + 5).astype(np.float32)
+    y = SpeakerNorm.for_mode("speaker_std").normalise(x)  # first utterance: = speech_norm="utterance_std"
+    np.testing.assert_allclose(y.mean(0), 0, atol=1e-4)
+    np.testing.assert_allclose(y.std(0), 1, atol=1e-3)
+    assert SpeakerNorm.for_mode("speaker").scale is False
+
+
 def test_a_change_of_speaker_is_followed_within_a_few_utterances(rng):
     a, b = np.full(8, -5.0), np.full(8, 5.0)
     norm = SpeakerNorm()
@@ -76,23 +84,23 @@ def test_a_revised_final_replaces_its_earlier_commit(rng):
 
 
 def test_training_references_simulate_the_run_time_warm_up(rng):
-    means = [utterance_mean(_voice(rng, np.full(8, float(i % 2)))) for i in range(6)]
+    means = [utterance_stats(_voice(rng, np.full(8, float(i % 2)))) for i in range(6)]
     groups = ["a", "b", "a", "b", "a", None]
     refs = running_references(means, groups, 0.7)
     # evaluation: exactly what one run-time stream per speaker gives, in order
     streams = {"a": SpeakerNorm(0.7), "b": SpeakerNorm(0.7)}
     for m, g, r in zip(means, groups, refs):
         norm = streams[g] if g else SpeakerNorm(0.7)
-        np.testing.assert_allclose(r, norm.reference_of_mean(m))
-        norm.commit_mean(m)
+        np.testing.assert_allclose(r, norm.pooled(m))
+        norm.commit_stats(m)
     np.testing.assert_allclose(refs[5], means[5])  # an item alone: its own mean
     # training: no others -> the utterance's own mean; others -> what a stream would hold after them
     np.testing.assert_allclose(warmup_reference(means[0], []), means[0])
     stream = SpeakerNorm(0.7)
     for m in (means[2], means[4]):
-        stream.commit_mean(m)
+        stream.commit_stats(m)
     np.testing.assert_allclose(warmup_reference(means[0], [means[2], means[4]], 0.7),
-                               stream.reference_of_mean(means[0]))
+                               stream.pooled(means[0]))
 
 
 def test_training_dataset_redraws_references_per_epoch_and_evaluation_is_deterministic(tmp_path, rng):

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
-from fdrl_core.speaker_norm import running_references, warmup_reference
+from fdrl_core.speaker_norm import apply, running_references, utterance_stats, warmup_reference
 from train.features import FeatureCache, FeatureEntry
 
 
@@ -31,20 +31,20 @@ class Batch:
         return int(self.y.shape[0])
 
 
-_MEANS: dict[tuple[str, int], np.ndarray | None] = {}  # (speech path, max frames) -> mean frame (float64)
+_STATS: dict[tuple[str, int], np.ndarray | None] = {}  # (speech path, max frames) -> utterance_stats
 
 
-def speech_mean(entry: FeatureEntry, max_frames: int) -> np.ndarray | None:
-    """Mean speech frame of a cached utterance (as the model sees it: cut to max_frames); memoised."""
+def speech_stats(entry: FeatureEntry, max_frames: int) -> np.ndarray | None:
+    """Mean and mean squared speech frame of a cached utterance (as the model sees it: cut to max_frames)."""
     key = (str(entry.speech), max_frames)
-    if key not in _MEANS:
+    if key not in _STATS:
         x = np.load(entry.speech, mmap_mode="r")[:max_frames]
-        _MEANS[key] = x.astype(np.float64).mean(0) if len(x) else None
-    return _MEANS[key]
+        _STATS[key] = utterance_stats(np.asarray(x, np.float32))
+    return _STATS[key]
 
 
 class SpeakerReferences:
-    """Reference frames for `speech_norm="speaker"` (fdrl_core.speaker_norm), one per dataset item.
+    """Pooled statistics for `speech_norm="speaker"/"speaker_std"` (fdrl_core.speaker_norm), one per item.
 
     - "running" (validation, test): per group in the given order, the run-time's running statistics;
     - "warmup" (training): the item pooled with k ~ U{0..context} other items of its group, in random order,
@@ -53,10 +53,11 @@ class SpeakerReferences:
     A group of None is an item alone (its reference is its own mean: the first utterance of a stream)."""
 
     def __init__(self, entries: Sequence[FeatureEntry], groups: Sequence, *, mode: str, decay: float,
-                 context: int = 0, seed: int = 0, max_frames: int = 1500):
+                 context: int = 0, seed: int = 0, max_frames: int = 1500, scale: bool = False):
         if mode not in ("running", "warmup"):
             raise ValueError(f"speaker reference mode must be 'running' or 'warmup', not {mode!r}")
-        self.means = [speech_mean(e, max_frames) for e in entries]
+        self.scale = scale  # speech_norm="speaker_std": also divide by the pooled spread
+        self.means = [speech_stats(e, max_frames) for e in entries]
         self.groups = list(groups)
         self.mode, self.decay, self.context, self.seed = mode, decay, context, seed
         self.epoch = 0
@@ -107,9 +108,7 @@ class FeatureDataset(Dataset):
         speech, text = FeatureCache.load(self.entries[i])
         speech = speech[: self.max_speech_frames]
         if self.references is not None and len(speech):
-            ref = self.references(i)
-            if ref is not None:
-                speech = speech - ref.astype(np.float32)
+            speech = apply(speech, self.references(i), self.references.scale)
         return (torch.from_numpy(np.ascontiguousarray(speech, dtype=np.float32)),
                 torch.from_numpy(np.ascontiguousarray(text[: self.max_text_tokens])), self.labels[i], i)
 

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from fdrl_core.config import FDRLConfig
 from fdrl_core.model import FDRL, fdrl_losses
+from fdrl_core.speaker_norm import SPEAKER_NORMS
 from train.corpora import format_counts
 from train.data import Batch, FeatureDataset, ResumableSampler, SpeakerReferences, collate
 from train.distributed import DistContext
@@ -106,7 +107,7 @@ def train_run(splits: Splits, run_dir: str | Path, cfg: FDRLConfig, tcfg: TrainC
 
 
 def speaker_group(u, training: bool):
-    """Whose running statistics an utterance belongs to (speech_norm="speaker"): its speaker; in training an
+    """Whose running statistics an utterance belongs to (speech_norm="speaker*"): its speaker; in training an
     augmented copy (pitch, tract length, room, noise) is a different voice heard once, so it stands alone.
     Evaluation never sees augmented copies of its own (make_views and train evaluate drop them)."""
     if training and u.meta.get("augmented"):
@@ -118,10 +119,11 @@ def _datasets(splits: Splits, cfg: FDRLConfig, index: dict[str, FeatureEntry], s
     def ds(utts, training: bool):
         entries = [index[u.id] for u in utts]
         refs = None
-        if cfg.speech_norm == "speaker":
+        if cfg.speech_norm in SPEAKER_NORMS:
             refs = SpeakerReferences(entries, [speaker_group(u, training) for u in utts],
                                      mode="warmup" if training else "running", decay=cfg.speaker_decay,
-                                     context=cfg.speaker_context, seed=seed, max_frames=cfg.max_speech_frames)
+                                     context=cfg.speaker_context, seed=seed, max_frames=cfg.max_speech_frames,
+                                     scale=cfg.speech_norm == "speaker_std")
         return FeatureDataset(entries, [cfg.labels.index(u.label) for u in utts],
                               max_speech_frames=cfg.max_speech_frames, max_text_tokens=cfg.max_text_tokens,
                               references=refs)
