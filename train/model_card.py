@@ -162,10 +162,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
 def _speech_norm(cfg: dict) -> str:
     norm = cfg.get("speech_norm", "none")
     if norm not in ("speaker", "speaker_std"):
@@ -176,3 +172,8 @@ def _speech_norm(cfg: dict) -> str:
             f"of a stream uses its own mean) is subtracted before the model{spread}; training pooled each "
             f"utterance with 0..{cfg.get('speaker_context')} other utterances of its voice, evaluation runs the "
             "statistics per speaker in corpus order")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
