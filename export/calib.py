@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fdrl_core.speaker_norm import SPEAKER_NORMS, SpeakerNorm
+
 
 class CalibrationError(ValueError):
     """Calibration data that cannot be read or is empty."""
@@ -89,15 +91,22 @@ def _fit(a: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
     return out, mask
 
 
+def _prepared(frames: np.ndarray, speech_norm: str) -> np.ndarray:
+    frames = frames.astype(np.float32)
+    return SpeakerNorm.for_mode(speech_norm).normalise(frames) if speech_norm in SPEAKER_NORMS else frames
+
+
 def batches(items: list[CalibItem], tokenizer, batch: int, speech_frames: int,
-            text_tokens: int) -> Iterator[dict[str, np.ndarray]]:
-    """Feeds {input name: array} of exactly [batch, speech_frames, d] / [batch, text_tokens]."""
+            text_tokens: int, speech_norm: str = "none") -> Iterator[dict[str, np.ndarray]]:
+    """Feeds {input name: array} of exactly [batch, speech_frames, d] / [batch, text_tokens]. For a
+    speech_norm="speaker" model the frames are normalised as the run-time would on a stream's first
+    utterance (the graph expects normalised frames; other models get them raw)."""
     if not items:
         raise CalibrationError("no calibration items")
     usable = [it for it in items if it.frames is not None and len(it.frames)]
     for start in range(0, len(usable) - batch + 1, batch):
         group = usable[start:start + batch]
-        speech, smask = zip(*(_fit(it.frames.astype(np.float32), speech_frames) for it in group))
+        speech, smask = zip(*(_fit(_prepared(it.frames, speech_norm), speech_frames) for it in group))
         ids, amask = tokenizer([it.text for it in group])
         ids_fit, amask_fit = zip(*((_fit(i, text_tokens)[0], _fit(m, text_tokens)[0]) for i, m in zip(ids, amask)))
         yield {"speech": np.stack(speech), "speech_mask": np.stack(smask),

@@ -180,6 +180,8 @@ def export_onnx(checkpoint: str | Path, out_dir: str | Path, options: ExportOpti
         text_model=_recorded_text_model(text_dir, opts.portable), max_text_tokens=cfg.max_text_tokens,
         max_speech_frames=cfg.max_speech_frames, speech_dim=cfg.speech_dim,
         extra={"modalities": list(cfg.modalities), "label_set": cfg.labels.name,
+               # "speaker": the run-time subtracts a per-stream running reference before the graph
+               "speech_norm": cfg.speech_norm, "speaker_decay": cfg.speaker_decay,
                "text_max_tokens_graph": text_max, "exporter": f"torch {torch.__version__} dynamo",
                "export_seconds": round(seconds, 1), "weight_files": split["files"],
                "masks": "speech_mask/attention_mask: int64, 1 = valid; an all-zero attention_mask = no text",

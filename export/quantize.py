@@ -74,7 +74,7 @@ def calibration_feeds(onnx_dir: Path, opts: QuantizeOptions, say) -> list[dict]:
     if batch < 1:
         raise CalibrationError(f"{opts.calib}: no usable calibration items")
     feeds = list(batches(items, TextTokenizer(onnx_dir, sidecar.max_text_tokens), batch, opts.speech_frames,
-                         opts.text_tokens))
+                         opts.text_tokens, speech_norm=sidecar.extra.get("speech_norm", "none")))
     say(f"calibration: {len(feeds)} batches of {batch} real utterances from {opts.calib}")
     return feeds
 

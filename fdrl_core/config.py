@@ -10,6 +10,7 @@ from pathlib import Path
 from fdrl_core.labels import IEMOCAP4, LabelSet
 
 MODALITIES = ("speech", "text")
+SPEECH_NORMS = ("none", "utterance", "utterance_std", "speaker", "speaker_std")
 
 
 @dataclass
@@ -24,8 +25,14 @@ class FDRLConfig:
     speech_pool: int = 4
     # "utterance": subtract each utterance's mean speech frame before the model (removes constant voice and
     # channel offsets, keeps the movements within the utterance) | "utterance_std" (also unit spread per
-    # dimension) | "none"
+    # dimension) | "speaker": subtract a running reference frame of the speaker/stream (their previous
+    # utterances, forgetting by speaker_decay per utterance, pooled with the current one; the first utterance
+    # of a stream gets its own mean). That reference is stream state, so it is applied OUTSIDE the graph
+    # (fdrl_core.speaker_norm: train.data, train evaluate, stream.emotion) and the model removes nothing
+    # itself | "speaker_std" (also unit pooled spread per dimension) | "none"
     speech_norm: str = "none"
+    speaker_decay: float = 0.7  # speech_norm="speaker*": weight of an utterance one step older
+    speaker_context: int = 8  # speech_norm="speaker*", training: pool 0..this many other utterances of the speaker
 
     # model width and encoders
     d_model: int = 256
@@ -90,8 +97,9 @@ class FDRLConfig:
             (0 <= self.word_dropout < 1, "word_dropout must be in [0, 1)"),
             (0 <= self.speech_dropout < 1, "speech_dropout must be in [0, 1)"),
             (self.speech_pool >= 1, "speech_pool must be >= 1"),
-            (self.speech_norm in ("none", "utterance", "utterance_std"),
-             "speech_norm must be 'none', 'utterance' or 'utterance_std'"),
+            (self.speech_norm in SPEECH_NORMS, f"speech_norm must be one of {SPEECH_NORMS}, not {self.speech_norm!r}"),
+            (0 <= self.speaker_decay < 1, "speaker_decay must be in [0, 1)"),
+            (self.speaker_context >= 0, "speaker_context must be >= 0"),
         ]
         for ok, msg in checks:
             if not ok:

@@ -84,10 +84,15 @@ class _Backend:
     name = ""
     max_batch = 64
 
-    def __init__(self, labels, modalities, speech_dim: int):
+    def __init__(self, labels, modalities, speech_dim: int, speech_norm: str = "none",
+                 speaker_decay: float | None = None):
         self.labels = tuple(labels)
         self.model_modalities = tuple(modalities)
         self.speech_dim = speech_dim
+        # "speaker": the caller normalises frames with per-stream running statistics before predict
+        # (fdrl_core.speaker_norm; stream.emotion does it), the graph itself is the same
+        self.speech_norm = speech_norm
+        self.speaker_decay = speaker_decay
 
     def _probs(self, frames: list[np.ndarray], texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(probs [B, C], has_text [B] bool) for one chunk of at most max_batch items."""
@@ -142,7 +147,7 @@ class TorchBackend(_Backend):
         except CheckpointError as e:
             raise BackendError(str(e)) from None
         cfg = model.cfg
-        super().__init__(cfg.labels.classes, cfg.modalities, cfg.speech_dim)
+        super().__init__(cfg.labels.classes, cfg.modalities, cfg.speech_dim, cfg.speech_norm, cfg.speaker_decay)
         self.head = FDRLInference(model).to(self.device).eval()
         self.text = TextFrontend(max_tokens=cfg.max_text_tokens)
         self.text.model.to(self.device)
@@ -195,8 +200,9 @@ class _TokenizedBackend(_Backend):
             self.tokenizer = TextTokenizer(onnx_dir, self.sidecar.max_text_tokens)
         except AssetError as e:
             raise BackendError(f"{onnx_dir}: no usable tokenizer next to the graph ({e})") from None
-        super().__init__(self.sidecar.labels, self.sidecar.extra.get("modalities", ("speech", "text")),
-                         self.sidecar.speech_dim)
+        extra = self.sidecar.extra
+        super().__init__(self.sidecar.labels, extra.get("modalities", ("speech", "text")), self.sidecar.speech_dim,
+                         extra.get("speech_norm", "none"), extra.get("speaker_decay"))
 
     def _feeds(self, frames, texts, max_frames=None, max_tokens=None) -> dict[str, np.ndarray]:
         speech, smask = pad_frames(frames, self.speech_dim, max_frames)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from fdrl_core.assets import DEMO_MODEL_ENV, default_model_path, demo_model_dir
+from fdrl_core.speaker_norm import SPEAKER_NORMS, SpeakerNorm
 from fdrl_core.uncertainty import UncertaintyConfig, decide
 
 
@@ -79,12 +80,29 @@ class EmotionStage:
     def name(self) -> str:
         return f"{getattr(self.backend, 'name', '') or self.cfg.backend}:{self.model_path.name}"
 
+    def speaker_state(self) -> SpeakerNorm | None:
+        """Per-stream state for a model trained with speech_norm="speaker" (running statistics of the
+        stream's voice; the caller commits published finals to it), None for every other model."""
+        norm = getattr(self.backend, "speech_norm", "none")
+        if norm not in SPEAKER_NORMS:
+            return None
+        return SpeakerNorm.for_mode(norm, getattr(self.backend, "speaker_decay", None))
+
+    def prepare(self, frames: np.ndarray, speaker: SpeakerNorm | None = None) -> np.ndarray:
+        """The frames the backend gets: speaker-normalised with the stream's running statistics when the
+        model wants it (no state change; without a state: as on the first utterance of a stream)."""
+        frames = np.ascontiguousarray(frames, dtype=np.float32)
+        if getattr(self.backend, "speech_norm", "none") in SPEAKER_NORMS:
+            frames = (speaker or self.speaker_state()).normalise(frames)
+        return frames
+
     def classify(self, frames: np.ndarray, text: str | None, audio: np.ndarray | None = None,
-                 no_speech_prob: float | None = None) -> tuple[Outcome, float]:
+                 no_speech_prob: float | None = None, speaker: SpeakerNorm | None = None) -> tuple[Outcome, float]:
         """(outcome, milliseconds). With the utterance's audio and/or Whisper's no-speech probability the
-        outcome is also checked for speech-likeness (fdrl_core.uncertainty, shared with evaluation)."""
+        outcome is also checked for speech-likeness (fdrl_core.uncertainty, shared with evaluation).
+        `speaker`: the stream's speaker_state() (read, never changed here)."""
         t0 = time.perf_counter()
-        result = self.backend.predict(np.ascontiguousarray(frames, dtype=np.float32), text or None)
+        result = self.backend.predict(self.prepare(frames, speaker), text or None)
         verdict = decide(result.confidence, audio, no_speech_prob, self.cfg.uncertainty)
         outcome = Outcome(result.label, result.probs, result.confidence, tuple(result.modalities),
                           verdict.uncertain, verdict.reason)

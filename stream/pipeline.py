@@ -187,6 +187,9 @@ class Stream:
         self.speculate = cfg.speculative and self.live
         self.early_final = cfg.early_final and self.live
         self.utts: dict[int, UttState] = {}
+        # speech_norm="speaker" models: running statistics of this stream's voice (None for other models)
+        state = getattr(pipeline.emotion, "speaker_state", None)
+        self.speaker = state() if state else None
         self.t_source: float | None = None
         self.source_error: str | None = None
         self.status_lock = threading.Lock()
@@ -510,6 +513,8 @@ class Pipeline:
         self._publish_emotion(s, utt, end, hyp, result, emo_ms, False, rev, t_decided, stable=True,
                               final_kind=kind, revises=revises)
         st.final_end, st.final_revision = end, rev
+        if s.speaker is not None:  # a revised final of the same utterance replaces its earlier commit
+            s.speaker.commit(hyp.frames, key=utt.id)
         if kind == "early":
             s.stats.early_finals += 1
             st.agreement.commit(hyp.text)  # should speech resume, the next final starts with these words
@@ -523,8 +528,9 @@ class Pipeline:
 
     def _classify(self, s: Stream, hyp):
         t0 = time.perf_counter()
+        kw = {"speaker": s.speaker} if s.speaker is not None else {}
         result, ms = self.emotion.classify(hyp.frames, hyp.usable_text, audio=hyp.audio,
-                                           no_speech_prob=hyp.no_speech_prob)
+                                           no_speech_prob=hyp.no_speech_prob, **kw)
         s.stats.busy_s += time.perf_counter() - t0
         return result, ms
 

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
+from fdrl_core.speaker_norm import apply, running_references, utterance_stats, warmup_reference
 from train.features import FeatureCache, FeatureEntry
 
 
@@ -30,26 +31,85 @@ class Batch:
         return int(self.y.shape[0])
 
 
+_STATS: dict[tuple[str, int], np.ndarray | None] = {}  # (speech path, max frames) -> utterance_stats
+
+
+def speech_stats(entry: FeatureEntry, max_frames: int) -> np.ndarray | None:
+    """Mean and mean squared speech frame of a cached utterance (as the model sees it: cut to max_frames)."""
+    key = (str(entry.speech), max_frames)
+    if key not in _STATS:
+        x = np.load(entry.speech, mmap_mode="r")[:max_frames]
+        _STATS[key] = utterance_stats(np.asarray(x, np.float32))
+    return _STATS[key]
+
+
+class SpeakerReferences:
+    """Pooled statistics for `speech_norm="speaker"/"speaker_std"` (fdrl_core.speaker_norm), one per item.
+
+    - "running" (validation, test): per group in the given order, the run-time's running statistics;
+    - "warmup" (training): the item pooled with k ~ U{0..context} other items of its group, in random order,
+      as if they had been the speaker's previous utterances on a stream; k and the others are drawn anew
+      every epoch from (seed, epoch, item) only, so a resumed run sees the same references.
+    A group of None is an item alone (its reference is its own mean: the first utterance of a stream)."""
+
+    def __init__(self, entries: Sequence[FeatureEntry], groups: Sequence, *, mode: str, decay: float,
+                 context: int = 0, seed: int = 0, max_frames: int = 1500, scale: bool = False):
+        if mode not in ("running", "warmup"):
+            raise ValueError(f"speaker reference mode must be 'running' or 'warmup', not {mode!r}")
+        self.scale = scale  # speech_norm="speaker_std": also divide by the pooled spread
+        self.means = [speech_stats(e, max_frames) for e in entries]
+        self.groups = list(groups)
+        self.mode, self.decay, self.context, self.seed = mode, decay, context, seed
+        self.epoch = 0
+        self._fixed = running_references(self.means, self.groups, decay) if mode == "running" else None
+        members: dict = {}
+        for i, g in enumerate(self.groups):
+            if g is not None:
+                members.setdefault(g, []).append(i)
+        self._members = members
+
+    def __call__(self, i: int) -> np.ndarray | None:
+        if self._fixed is not None:
+            return self._fixed[i]
+        g = self.groups[i]
+        others = [j for j in self._members.get(g, ()) if j != i] if g is not None else []
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        k = min(int(rng.integers(0, self.context + 1)), len(others))
+        picked = rng.choice(len(others), size=k, replace=False) if k else []
+        return warmup_reference(self.means[i], [self.means[others[j]] for j in picked], self.decay)
+
+
 class FeatureDataset(Dataset):
     """One item per utterance: (speech frames, text states, class index, position). Reads the cache
-    lazily, so a 5531-utterance IEMOCAP run holds only the current batch in memory."""
+    lazily, so a 5531-utterance IEMOCAP run holds only the current batch in memory. With `references`
+    (speech_norm="speaker"), each item's speech frames have its reference frame subtracted."""
 
     def __init__(self, entries: Sequence[FeatureEntry], labels: Sequence[int], *,
-                 max_speech_frames: int = 1500, max_text_tokens: int = 128):
+                 max_speech_frames: int = 1500, max_text_tokens: int = 128,
+                 references: SpeakerReferences | None = None):
         if len(entries) != len(labels):
             raise ValueError("one label per feature entry")
         self.entries = list(entries)
         self.labels = [int(y) for y in labels]
         self.max_speech_frames = max_speech_frames
         self.max_text_tokens = max_text_tokens
+        self.references = references
         self._lengths: list[int] | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Training references are redrawn every epoch (before the epoch's DataLoader is created)."""
+        if self.references is not None:
+            self.references.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def __getitem__(self, i: int):
         speech, text = FeatureCache.load(self.entries[i])
-        return (torch.from_numpy(np.ascontiguousarray(speech[: self.max_speech_frames])),
+        speech = speech[: self.max_speech_frames]
+        if self.references is not None and len(speech):
+            speech = apply(speech, self.references(i), self.references.scale)
+        return (torch.from_numpy(np.ascontiguousarray(speech, dtype=np.float32)),
                 torch.from_numpy(np.ascontiguousarray(text[: self.max_text_tokens])), self.labels[i], i)
 
     def lengths(self) -> list[int]:

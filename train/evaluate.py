@@ -87,14 +87,27 @@ def evaluate(model: str | Path, utts: Sequence[Utterance], out: str | Path, opts
     window = window_for_model(stage.model_path)
     recognizer = Recognizer(AsrConfig(device=opts.device), window=window)
     ucfg = stage.cfg.uncertainty
+    # speech_norm="speaker" models: one running-statistics state per speaker, fed in manifest order, as one
+    # run-time stream per speaker would be (no speaker column: the whole corpus is one stream)
+    streams: dict[str, object] = {}
+    speaker_norm = None
+    if stage.speaker_state() is not None:
+        named = any(u.speaker and u.speaker != "unknown" for u in utts)
+        speaker_norm = (f"running per-speaker statistics in manifest order ({len({u.speaker for u in utts})} "
+                        "speakers)" if named else "no speaker column: running statistics over the whole corpus "
+                        "as one stream")
     rows = []
     t0 = time.perf_counter()
     for u in tqdm(utts, desc="evaluate", unit="utt", disable=not opts.progress):
         audio = load_audio(u.path)
         hyp = recognizer.transcribe(audio, final=True)
         text = hyp.usable_text
-        full = stage.backend.predict(hyp.frames, text)
-        speech = stage.backend.predict(hyp.frames, None)
+        state = streams.setdefault(u.speaker, stage.speaker_state()) if speaker_norm else None
+        frames = stage.prepare(hyp.frames, state)
+        if state is not None:
+            state.commit(hyp.frames)
+        full = stage.backend.predict(frames, text)
+        speech = stage.backend.predict(frames, None)
         text_only = stage.backend.predict(np.zeros((0, hyp.frames.shape[-1]), np.float32), text) if text else None
         verdict = decide(full.confidence, audio, hyp.no_speech_prob, ucfg)
         rows.append({
@@ -109,7 +122,8 @@ def evaluate(model: str | Path, utts: Sequence[Utterance], out: str | Path, opts
         })
     seconds = time.perf_counter() - t0
     report = summarize(rows, classes, model=str(model), backend=stage.name, window=window.describe(),
-                       seconds=seconds, min_confidence=ucfg.min_confidence)
+                       seconds=seconds, min_confidence=ucfg.min_confidence,
+                       speaker_norm=speaker_norm or getattr(stage.backend, "speech_norm", "none"))
     _write(out, rows, report, classes)
     return report
 
@@ -160,7 +174,9 @@ def markdown(report: dict) -> str:
     lines = [f"# Evaluation: {report['model']}", "",
              f"{report['n']} utterances through the run-time path (Whisper transcript + hallucination guard, "
              f"shared encoder frames, window {report['window']}, backend {report['backend']}); "
-             f"{report['seconds']:.0f} s. Transcript used for {100 * report['text_used_rate']:.1f} %.", "",
+             f"{report['seconds']:.0f} s. Transcript used for {100 * report['text_used_rate']:.1f} %."
+             + (f" Speaker normalisation: {report['speaker_norm']}." if report.get("speaker_norm", "none")
+                not in ("none", "utterance", "utterance_std") else ""), "",
              "| view | n | WA | UA | macro-F1 | ECE | " + " | ".join(f"recall {c}" for c in classes) + " |",
              "|---|---:|---:|---:|---:|---:|" + "---:|" * len(classes)]
     names = {"full": "speech + ASR text", "speech_only": "speech only", "text_only": "ASR text only"}

@@ -22,8 +22,9 @@ from tqdm import tqdm
 
 from fdrl_core.config import FDRLConfig
 from fdrl_core.model import FDRL, fdrl_losses
+from fdrl_core.speaker_norm import SPEAKER_NORMS
 from train.corpora import format_counts
-from train.data import Batch, FeatureDataset, ResumableSampler, collate
+from train.data import Batch, FeatureDataset, ResumableSampler, SpeakerReferences, collate
 from train.distributed import DistContext
 from train.evaluation import finish, scores
 from train.features import FeatureCache, FeatureEntry
@@ -105,18 +106,35 @@ def train_run(splits: Splits, run_dir: str | Path, cfg: FDRLConfig, tcfg: TrainC
             log.setLevel(level)
 
 
-def _datasets(splits: Splits, cfg: FDRLConfig, index: dict[str, FeatureEntry]):
-    def ds(utts):
-        return FeatureDataset([index[u.id] for u in utts], [cfg.labels.index(u.label) for u in utts],
-                              max_speech_frames=cfg.max_speech_frames, max_text_tokens=cfg.max_text_tokens)
-    return ds(splits.train), ds(splits.val), ds(splits.test) if splits.test else None
+def speaker_group(u, training: bool):
+    """Whose running statistics an utterance belongs to (speech_norm="speaker*"): its speaker; in training an
+    augmented copy (pitch, tract length, room, noise) is a different voice heard once, so it stands alone.
+    Evaluation never sees augmented copies of its own (make_views and train evaluate drop them)."""
+    if training and u.meta.get("augmented"):
+        return None
+    return u.speaker or "<corpus>"
+
+
+def _datasets(splits: Splits, cfg: FDRLConfig, index: dict[str, FeatureEntry], seed: int = 0):
+    def ds(utts, training: bool):
+        entries = [index[u.id] for u in utts]
+        refs = None
+        if cfg.speech_norm in SPEAKER_NORMS:
+            refs = SpeakerReferences(entries, [speaker_group(u, training) for u in utts],
+                                     mode="warmup" if training else "running", decay=cfg.speaker_decay,
+                                     context=cfg.speaker_context, seed=seed, max_frames=cfg.max_speech_frames,
+                                     scale=cfg.speech_norm == "speaker_std")
+        return FeatureDataset(entries, [cfg.labels.index(u.label) for u in utts],
+                              max_speech_frames=cfg.max_speech_frames, max_text_tokens=cfg.max_text_tokens,
+                              references=refs)
+    return ds(splits.train, True), ds(splits.val, False), ds(splits.test, False) if splits.test else None
 
 
 def _train_run(splits: Splits, run_dir: Path, cfg: FDRLConfig, tcfg: TrainConfig, ctx: RunContext,
                name: str) -> dict:
     dist, device = ctx.dist, ctx.dist.device
     state_path = run_dir / STATE
-    train_ds, val_ds, test_ds = _datasets(splits, cfg, ctx.index)
+    train_ds, val_ds, test_ds = _datasets(splits, cfg, ctx.index, tcfg.seed)
     speech_dim, text_dim = train_ds.dims()
     cfg = replace(cfg, speech_dim=speech_dim, text_dim=text_dim)  # the features define the input widths
     classes = list(cfg.labels.classes)
@@ -197,6 +215,7 @@ def _train_run(splits: Splits, run_dir: Path, cfg: FDRLConfig, tcfg: TrainConfig
     model.train()
     while not st["done"]:
         sampler.set_epoch(st["epoch"], start=st["step_in_epoch"] * tcfg.batch_size)
+        train_ds.set_epoch(st["epoch"])
         loader = DataLoader(train_ds, batch_size=tcfg.batch_size, sampler=sampler, collate_fn=collate,
                             num_workers=tcfg.num_workers, generator=loader_gen)
         desc = f"{name} epoch {st['epoch'] + 1}/{tcfg.epochs}"

