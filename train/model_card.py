@@ -122,6 +122,12 @@ def render_card(run: Path, corpus: Path, extra_sections: list[str]) -> str:
                  "- The speech-likeness thresholds were set on synthetic speech and generated noise/tones/notes; "
                  "check them on your microphones (fdrl_core.speechness.SpeechnessConfig).",
                  "- English text only (MiniLM and Whisper tiny.en)."]
+    if str(cfg.get("speech_norm", "none")).startswith("speaker"):
+        sections += ["- Speaker normalisation is per stream: the first utterance of a stream (each "
+                     "`stream.run --file`, each microphone) is normalised by itself, and a new speaker on the same "
+                     "stream takes over the running statistics only over a few utterances; several people on one "
+                     "microphone blur them. `train evaluate` runs the statistics per speaker of the manifest (one "
+                     "stream without a speaker column)."]
     sections += ["", "## Reproduce", "", f"`{REPRODUCE}` (synthesises the corpus, caches features, trains, "
                  "and writes this folder). Training command recorded in `meta.json`."]
     return "\n".join(sections) + "\n"
