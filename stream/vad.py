@@ -7,10 +7,11 @@ frame. `SpeechPause` fires once `tail_ms` of silence has passed: from then on th
 final unless speech resumes, so the run-time can start the final pass before the end is confirmed.
 
 webrtcvad keeps calling frames speech for 60-90 ms after the voice stops (its built-in overhang), which
-would count straight into the time to the final. So inside an utterance a frame only counts as voiced for
-the end of speech when it is also louder than the background (a running noise floor from the frames the
-VAD calls silence) and not far below the utterance's loudest frame (`end_gate_db`, `end_range_db`).
-Onsets use webrtcvad alone.
+would count straight into the time to the final. So inside an utterance a frame the VAD calls speech
+is taken for its overhang (silence) when it is no louder than the background (a running noise floor from
+the frames the VAD calls silence, + `end_gate_db`) and clearly below the utterance's own speech level
+(`end_margin_db`), or far below its loudest frame (`end_range_db`). In low-SNR audio speech is close to
+the background, the second test keeps it voiced, and webrtcvad decides alone. Onsets use webrtcvad alone.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ class VadConfig:
     split_search_ms: int = 1500  # a forced split looks this far back for the quietest frame
     # end of speech: a voiced frame must be this much above the noise floor (0 disables the gate) ...
     end_gate_db: float = 6.0
-    end_range_db: float = 45.0  # ... and at most this much below the utterance's loudest frame
+    end_range_db: float = 45.0  # ... and at most this much below the utterance's loudest frame;
+    end_margin_db: float = 10.0  # a frame this close to the utterance's mean speech level is always voice
 
     def validate(self) -> VadConfig:
         checks = [
@@ -50,7 +52,8 @@ class VadConfig:
             (self.preroll_ms >= 0 and self.min_speech_ms >= 0, "vad pre-roll and minimum must be >= 0"),
             (1.0 <= self.max_utterance_s <= 29.0, "maximum utterance must be 1..29 s (one Whisper window)"),
             (self.split_search_ms < self.max_utterance_s * 1000, "split search must be below the maximum"),
-            (self.end_gate_db >= 0 and self.end_range_db > 0, "vad end gate must be >= 0 dB, its range > 0 dB"),
+            (self.end_gate_db >= 0 and self.end_range_db > 0 and self.end_margin_db >= 0,
+             "vad end gate and margin must be >= 0 dB, its range > 0 dB"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -161,6 +164,7 @@ class Segmenter:
         self.frames = 0
         self.noise_db: float | None = None  # running energy of the frames the VAD calls silence
         self.peak_db = -200.0  # the current utterance's loudest voiced frame
+        self.level_sum, self.level_n = 0.0, 0  # its voiced frames' mean level (dB)
 
     def is_speech(self, samples: np.ndarray) -> bool:
         return self.vad.is_speech(np.ascontiguousarray(samples, dtype=np.int16).tobytes(), SAMPLE_RATE)
@@ -180,17 +184,23 @@ class Segmenter:
             elif self.utt is not None:
                 voiced = self._above_background(db)
         if self.utt is None:
-            self.peak_db = -200.0
+            self.peak_db, self.level_sum, self.level_n = -200.0, 0.0, 0
             return self._idle(samples, start, voiced)
         return self._speaking(samples, start, voiced)
 
     def _above_background(self, db: float) -> bool:
-        """A frame the VAD calls speech, inside an utterance: is it really the voice, or the VAD's overhang?"""
+        """A frame the VAD calls speech, inside an utterance: is it really the voice, or the VAD's overhang?
+        Overhang frames are as quiet as the background AND clearly quieter than this utterance's speech; in
+        low-SNR audio the second test fails and webrtcvad is trusted as before (no utterance is split)."""
         self.peak_db = max(self.peak_db, db)
-        floor = self.peak_db - self.cfg.end_range_db
-        if self.noise_db is not None:
-            floor = max(floor, self.noise_db + self.cfg.end_gate_db)
-        return db >= floor
+        self.level_sum += db
+        self.level_n += 1
+        if db < self.peak_db - self.cfg.end_range_db:
+            return False
+        if self.noise_db is None:
+            return True
+        level = self.level_sum / self.level_n
+        return db >= self.noise_db + self.cfg.end_gate_db or db >= level - self.cfg.end_margin_db
 
     # -- states
 

@@ -130,3 +130,15 @@ def test_end_of_speech_is_where_the_voice_stops_not_after_webrtcvads_overhang(de
     ends = [e for e in run_segmenter(noisy, grow_every_ms=None) if isinstance(e, SpeechEnd)]
     assert len(ends) == len(truth)
     assert all(e.end / SR >= s for e, s in zip(ends, stops)), "the kept tail covers the last sound"
+
+
+@pytest.mark.parametrize("snr_db", [10, 6])
+def test_the_end_gate_never_splits_speech_in_a_noisy_room(demo, snr_db):
+    x, truth = demo
+    xs = x.astype(np.float64)
+    speech = np.concatenate([xs[int(t["start"] * SR):int(t["end"] * SR)] for t in truth])
+    sigma = np.sqrt(np.mean(speech ** 2) / 10 ** (snr_db / 10))
+    noisy = np.clip(xs + np.random.default_rng(1).normal(0, sigma, len(xs)), -32768, 32767).astype(np.int16)
+    gated = [e for e in run_segmenter(noisy, grow_every_ms=None) if isinstance(e, SpeechEnd)]
+    plain = [e for e in run_segmenter(noisy, VadConfig(end_gate_db=0), grow_every_ms=None) if isinstance(e, SpeechEnd)]
+    assert len(gated) == len(plain) == len(truth), "speech as quiet as the room is still speech"
