@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SYSTEM_PKGS=(espeak-ng festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox libsndfile1 libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins shellcheck)
+SYSTEM_PKGS+=(flite)  # a third synthesizer (opt-in in train.synth): speech from an engine the demo model never heard
 SYSTEM_PKGS+=(chromium chromium-driver)  # browser tests of the dashboard and the HTML report (Playwright drives it)
 SYSTEM_PKGS+=(portaudio19-dev)  # python -m bench peers: RealtimeSTT and WhisperLive build PyAudio against it
 

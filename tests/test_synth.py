@@ -166,6 +166,21 @@ def test_test_engine_split_is_cross_synthesizer(tmp_path):
         SynthConfig(out=tmp_path, engines=("espeak-ng",), test_engine="festival").validate()
 
 
+def test_flite_is_an_opt_in_third_synthesizer(tmp_path):
+    if shutil.which("flite") is None or shutil.which("sox") is None:
+        pytest.skip("flite and sox are needed (apt-get install flite sox; scripts/setup.sh)")
+    assert SynthConfig(out=tmp_path).engines == ("espeak-ng", "festival"), "the default corpus is unchanged"
+    manifest = generate_corpus(SynthConfig.tiny(tmp_path / "fl", engines=("flite",), augment=0, progress=False))
+    rows = _rows(manifest)
+    assert {r["engine"] for r in rows} == {"flite"} and {r["speaker"] for r in rows} <= {
+        v.id for v in ALL_VOICES if v.engine == "flite"}
+    out = {}
+    for emo in ("angry", "sad"):
+        x = synthesize(SENTENCE, emo, "flite:rms", rng=0)
+        out[emo] = (len(x) / 16000, _active_rms(x))
+    assert out["sad"][0] > out["angry"][0] and out["angry"][1] > out["sad"][1], out
+
+
 def test_missing_engine_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no espeak-ng, festival or sox on PATH
     with pytest.raises(SynthError, match=r"apt-get install espeak-ng"):

@@ -29,9 +29,11 @@ examples:
   python -m train.synth --out /tmp/s --tiny                       # ~60 wavs in seconds (tests)
   python -m train.synth --out data/synth_espeak --engines espeak-ng          # one synthesizer only
   python -m train.synth --out data/synth_x --test-engine festival # train/val espeak-ng, test festival
+  python -m train.synth --out data/flite --engines flite --augment 0  # a synthesizer the demo model never heard
   python -m train.synth --list-voices
 
-needs: espeak-ng, festival (+ festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts), sox (apt-get).
+needs: espeak-ng, festival (+ festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts), sox (apt-get);
+flite (opt-in engine, voices awb/rms/slt/kal16) when --engines names it.
 """
 
 
@@ -48,10 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-utterances", type=int, default=None, metavar="N",
                    help=f"spoken utterances over all splits before augmentation, default {d.n_utterances}")
     p.add_argument("--engines", default=",".join(d.engines), metavar="LIST",
-                   help="comma-separated synthesizers to use: espeak-ng,festival (default both)")
+                   help="comma-separated synthesizers to use: espeak-ng,festival,flite (default "
+                        "espeak-ng,festival; flite is opt-in)")
     p.add_argument("--voices", default=None, metavar="LIST",
                    help="comma-separated voice ids (see --list-voices); default every installed voice")
-    p.add_argument("--test-engine", default=None, choices=["espeak-ng", "festival"], metavar="ENGINE",
+    p.add_argument("--test-engine", default=None, choices=["espeak-ng", "festival", "flite"], metavar="ENGINE",
                    help="cross-synthesizer corpus: test uses only this engine's voices (espeak-ng or "
                         "festival), train/val only the other engine's")
     p.add_argument("--seed", type=int, default=d.seed, metavar="N",

@@ -103,7 +103,9 @@ class Job:
 
 
 def plan_jobs(cfg: SynthConfig, voices: list[Voice]) -> tuple[list[Job], dict]:
-    """All utterances in manifest order, plus a description of the split (for corpus.json)."""
+    """All utterances in manifest order, plus a description of the split (for corpus.json). Only the
+    voices of cfg.engines are used."""
+    voices = [v for v in voices if v.engine in cfg.engines]
     fr = SplitFractions(cfg.val_fraction, cfg.test_fraction)
     bank = sentence_bank(cfg.n_sentences)
     voice_split = split_voices(voices, cfg.seed, fr, cfg.test_engine)

@@ -5,7 +5,8 @@ model sees two different renderings of the same trends):
   espeak-ng: -p pitch, -s words/minute, SSML <prosody range> for the pitch range;
   festival diphone voices: int_lr_params target_f0_mean / target_f0_std, Duration_Stretch;
   festival HTS voice: the HTS engine's rate (-r) and a sox pitch shift (its F0 comes from the HTS model,
-  which festival exposes no range control for).
+  which festival exposes no range control for);
+  flite: duration_stretch for the rate and a sox pitch shift (no pitch-range control either).
 Loudness is set afterwards for every engine (audio.set_level).
 
 festival runs as one long-lived `festival --pipe` per process (FestivalSession): starting festival costs
@@ -46,6 +47,11 @@ def espeak_command(text: str, prosody: Prosody, voice: Voice, wav: str) -> list[
     ssml = f'<speak><prosody range="{rng_pct:+d}%">{escape(text)}</prosody></speak>'
     return ["espeak-ng", "-m", "-z", "-v", voice.name, "-p", str(pitch), "-s", str(wpm), "-a", "100",
             "-w", wav, ssml]
+
+
+def flite_command(text: str, prosody: Prosody, voice: Voice, wav: str) -> list[str]:
+    return ["flite", "-voice", voice.name, "--setf", f"duration_stretch={1.0 / prosody.rate_mult:.3f}",
+            "-t", text, "-o", wav]
 
 
 def festival_evals(prosody: Prosody, voice: Voice) -> list[str]:
@@ -134,6 +140,10 @@ def render(text: str, prosody: Prosody, voice: str | Voice, tmpdir: str | None =
         effects: list[str] = []
         if v.engine == "espeak-ng":
             _run(espeak_command(text, prosody, v, wav), f"espeak-ng ({v.id})")
+        elif v.engine == "flite":
+            _run(flite_command(text, prosody, v, wav), f"flite ({v.id})")
+            if abs(prosody.pitch_st) > 1e-3:
+                effects = ["pitch", f"{prosody.pitch_st * 100:.0f}"]
         else:
             _FESTIVAL.synth(text, festival_evals(prosody, v), wav)
             if v.hts and abs(prosody.pitch_st) > 1e-3:

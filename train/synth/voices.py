@@ -12,9 +12,11 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-ENGINES = ("espeak-ng", "festival")
-# voice-id prefix per engine ("espeak:en+m3", "festival:kal_diphone")
-PREFIX = {"espeak-ng": "espeak", "festival": "festival"}
+# flite (CMU Flite, Debian `flite`) is opt-in: not in the default corpus, so it can serve as a synthesizer
+# a model never heard (`--engines flite`), or as a third training family
+ENGINES = ("espeak-ng", "festival", "flite")
+# voice-id prefix per engine ("espeak:en+m3", "festival:kal_diphone", "flite:awb")
+PREFIX = {"espeak-ng": "espeak", "festival": "festival", "flite": "flite"}
 FESTIVAL_VOICE_DIRS = ("/usr/share/festival/voices", "/usr/lib/festival/voices")
 ESPEAK_DATA_DIRS = ("/usr/lib/x86_64-linux-gnu/espeak-ng-data", "/usr/lib/aarch64-linux-gnu/espeak-ng-data",
                     "/usr/share/espeak-ng-data", "/usr/lib/espeak-ng-data")
@@ -89,7 +91,12 @@ FESTIVAL_VOICES = (
     Voice("festival:cmu_us_slt_arctic_hts", "festival", "cmu_us_slt_arctic_hts", "f", "festvox-us-slt-hts",
           hts=True),
 )
-ALL_VOICES = ESPEAK_VOICES + FESTIVAL_VOICES
+# flite's built-in voices: clustergen awb (Scottish English), rms (US), slt (US) and the diphone kal16
+FLITE_VOICES = (
+    Voice("flite:awb", "flite", "awb", "m", "flite"), Voice("flite:rms", "flite", "rms", "m", "flite"),
+    Voice("flite:slt", "flite", "slt", "f", "flite"), Voice("flite:kal16", "flite", "kal16", "m", "flite"),
+)
+ALL_VOICES = ESPEAK_VOICES + FESTIVAL_VOICES + FLITE_VOICES
 BY_ID = {v.id: v for v in ALL_VOICES}
 
 
@@ -135,6 +142,8 @@ def require_tools(engines: tuple[str, ...]) -> None:
         _tool("espeak-ng", "espeak-ng")
     if "festival" in engines:
         _tool("festival", "festival")
+    if "flite" in engines:
+        _tool("flite", "flite")
     _tool("sox", "sox")
 
 
@@ -158,9 +167,19 @@ def _espeak_languages() -> frozenset[str]:
     return frozenset(names)
 
 
+@functools.cache
+def _flite_voices() -> frozenset[str]:
+    if shutil.which("flite") is None:
+        return frozenset()
+    out = subprocess.run(["flite", "-lv"], capture_output=True, text=True, check=False).stdout
+    return frozenset(out.replace("Voices available:", "").split())
+
+
 def is_installed(voice: Voice) -> bool:
     """espeak: the language and variant files exist (espeak-ng silently falls back otherwise);
-    festival: the voice folder exists."""
+    festival: the voice folder exists; flite: `flite -lv` lists it."""
+    if voice.engine == "flite":
+        return voice.name in _flite_voices()
     if voice.engine == "espeak-ng":
         if shutil.which("espeak-ng") is None:
             return False
@@ -195,8 +214,8 @@ def select_voices(engines: tuple[str, ...], voices: list[str] | None = None) -> 
         if v.engine not in engines:
             continue
         if not is_installed(v):
-            if v.engine == "festival":
-                raise SynthError(f"festival voice {v.name} is not installed (apt-get install {v.apt}), "
+            if v.engine in ("festival", "flite"):
+                raise SynthError(f"{v.engine} voice {v.name} is not installed (apt-get install {v.apt}), "
                                  "or pass --voices to use the installed ones")
             continue
         chosen.append(v)
