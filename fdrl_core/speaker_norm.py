@@ -36,22 +36,15 @@ SPEAKER_NORMS = ("speaker", "speaker_std")  # speech_norm values normalised here
 STD_EPS = 1e-4  # as speech_norm="utterance_std"
 
 
-def utterance_mean(frames: np.ndarray) -> np.ndarray | None:
-    """Mean frame [d] (float64) of [T, d] frames; None for an empty utterance."""
+def utterance_stats(frames: np.ndarray) -> np.ndarray | None:
+    """[mean frame, mean squared frame] (float64 [2d]) of [T, d] frames; None for an empty utterance."""
     frames = np.asarray(frames)
     if frames.ndim != 2:
         raise ValueError(f"speech frames must be [T, d], got {list(frames.shape)}")
     if frames.shape[0] == 0:
         return None
-    return frames.mean(axis=0, dtype=np.float64)
-
-
-def utterance_stats(frames: np.ndarray) -> np.ndarray | None:
-    """[mean frame, mean squared frame] (float64 [2d]) of [T, d] frames; None for an empty utterance."""
-    m = utterance_mean(frames)
-    if m is None:
-        return None
-    return np.concatenate([m, np.square(np.asarray(frames, np.float64)).mean(0)])
+    x = frames.astype(np.float64)
+    return np.concatenate([x.mean(0), np.square(x).mean(0)])
 
 
 class SpeakerNorm:

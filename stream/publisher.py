@@ -92,35 +92,31 @@ def parse_endpoint(text: str, *, what: str = "--endpoint") -> Endpoint:
     return Endpoint(text, scheme, host=host, port=port)
 
 
-def load_secret_key(path: str | Path, what: str = "--curve-secret") -> tuple[bytes, bytes]:
-    """(public, secret) from a secret certificate written by `python -m stream.keys`."""
+def _certificate(path: str | Path, what: str, missing: str) -> tuple[bytes, bytes | None]:
+    """(public, secret or None) of a certificate file written by `python -m stream.keys`."""
     import zmq.auth
 
     path = Path(path).expanduser()
     if path.is_dir():
-        raise PublisherError(f"{what} {path}: is a directory; give the *.key_secret file")
+        raise PublisherError(f"{what} {path}: is a directory; give the {missing}")
     if not path.is_file():
-        raise PublisherError(f"{what} {path}: no such file (make keys with python -m stream.keys)")
+        raise PublisherError(f"{what} {path}: no such file (the {missing} from python -m stream.keys)")
     try:
-        public, secret = zmq.auth.load_certificate(str(path))
+        return zmq.auth.load_certificate(str(path))
     except (ValueError, OSError, UnicodeDecodeError) as e:
         raise PublisherError(f"{what} {path}: not a CURVE certificate ({e})") from None
+
+
+def load_secret_key(path: str | Path, what: str = "--curve-secret") -> tuple[bytes, bytes]:
+    """(public, secret) from a secret certificate written by `python -m stream.keys`."""
+    public, secret = _certificate(path, what, "*.key_secret file")
     if not secret:
-        raise PublisherError(f"{what} {path}: holds only a public key; give the *.key_secret file")
+        raise PublisherError(f"{what} {Path(path).expanduser()}: holds only a public key; give the *.key_secret file")
     return public, secret
 
 
 def load_public_key(path: str | Path, what: str = "--curve-server-key") -> bytes:
-    import zmq.auth
-
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise PublisherError(f"{what} {path}: no such file (the server's *.key file from python -m stream.keys)")
-    try:
-        public, _ = zmq.auth.load_certificate(str(path))
-    except (ValueError, OSError, UnicodeDecodeError) as e:
-        raise PublisherError(f"{what} {path}: not a CURVE certificate ({e})") from None
-    return public
+    return _certificate(path, what, "server's *.key file")[0]
 
 
 def add_subscriber_curve_args(ap, publisher: str = "the publisher") -> None:
