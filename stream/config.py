@@ -29,7 +29,9 @@ class PipelineConfig:
     fast_partials: bool = False
     agreement_passes: int = 2  # LocalAgreement-n: a word is committed once n consecutive partials agree
     stable_passes: int = 2  # a provisional emotion is "stable" once its label held for this many passes
-    stable_confidence: float = 0.6  # ... and the latest pass gave it at least this probability
+    # ... and the latest pass gave it at least this calibrated probability: a "stable" label should hold at
+    # least 4 times in 5 (at 0.6 the speaker-normalised demo model's early passes were stable and wrong)
+    stable_confidence: float = 0.8
     max_batch: int = 8  # passes of different streams encoded together when they wait at the same time
     # live sources: partial passes may use at most this share of the time, so the worker is usually free
     # when an utterance ends (on a slow or busy CPU partials thin out instead of delaying the final)

@@ -50,9 +50,10 @@ file, bad model folder, endpoint malformed or in use). Errors are one line; --de
 
 def build_parser() -> argparse.ArgumentParser:
     from stream.asr import AsrConfig
+    from stream.config import PipelineConfig
     from stream.vad import VadConfig
 
-    d_vad, d_asr = VadConfig(), AsrConfig()
+    d_vad, d_asr, d_pipe = VadConfig(), AsrConfig(), PipelineConfig()
     ap = argparse.ArgumentParser(prog="python -m stream.run", description=__doc__.split("\n\n")[1],
                                  epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = ap.add_argument_group("audio sources (one or more; each is its own stream with its own stream id)")
@@ -95,10 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     mod.add_argument("--no-early-final", action="store_true",
                      help="live sources: publish the final only after the hangover confirmed the end (default: "
                           "as soon as the pause fixes the audio, with a revised final if speech resumes)")
-    mod.add_argument("--stable-passes", type=int, default=2, metavar="N",
+    mod.add_argument("--stable-passes", type=int, default=d_pipe.stable_passes, metavar="N",
                      help="a provisional emotion is marked stable once its label held for N passes "
                           "(default: %(default)s)")
-    mod.add_argument("--stable-confidence", type=float, default=0.6, metavar="P",
+    mod.add_argument("--stable-confidence", type=float, default=d_pipe.stable_confidence, metavar="P",
                      help="... and its latest probability is at least P (default: %(default)s)")
     mod.add_argument("--no-speech-threshold", type=float, default=d_asr.no_speech_threshold,
                      help="hallucination guard: Whisper no-speech probability (default: %(default)s)")

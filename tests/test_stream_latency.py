@@ -157,8 +157,8 @@ def test_asked_for_partials_they_commit_words_without_retracting_and_flag_stabil
         emos = [m for m in bus.of("emotion") if m["utterance_id"] == uid and m["partial"]]
         assert emos and emos[0]["stable"] is False  # one pass is never enough
         for prev, m in zip(emos, emos[1:]):
-            # stable once two passes in a row agree (default 2) and the latest gives it probability >= 0.6
-            assert m["stable"] == (m["label"] == prev["label"] and m["confidence"] >= 0.6)
+            # stable once two passes in a row agree (default 2) and the latest gives it the default probability
+            assert m["stable"] == (m["label"] == prev["label"] and m["confidence"] >= cfg.stable_confidence)
 
 
 @needs_speech
