@@ -94,6 +94,7 @@ class GpuProbe:
     ort_providers: list[str] = field(default_factory=list)
     ort_version: str | None = None
     tensorrt: str | None = None
+    nvinfer: str | None = None  # the TensorRT library the onnxruntime TensorRT provider dlopens, when loadable
     memory_source: str | None = None  # "nvml" | "nvidia-smi" | None
     notes: list[str] = field(default_factory=list)
 
@@ -111,8 +112,11 @@ class GpuProbe:
         if stage == "onnxruntime-cuda" and "CUDAExecutionProvider" not in self.ort_providers:
             return (f"onnxruntime {self.ort_version or '(not installed)'} has no CUDAExecutionProvider "
                     "(pip uninstall onnxruntime && pip install onnxruntime-gpu)")
-        if stage == "onnxruntime-tensorrt" and "TensorrtExecutionProvider" not in self.ort_providers:
-            return "onnxruntime has no TensorrtExecutionProvider (onnxruntime-gpu built with TensorRT, + TensorRT libs)"
+        if stage == "onnxruntime-tensorrt":
+            if "TensorrtExecutionProvider" not in self.ort_providers:
+                return "onnxruntime has no TensorrtExecutionProvider (onnxruntime-gpu with TensorRT, + TensorRT libs)"
+            if self.nvinfer is None:  # onnxruntime-gpu lists the provider whether or not TensorRT is installed
+                return "onnxruntime lists TensorrtExecutionProvider but TensorRT's libnvinfer.so.10 does not load"
         if stage == "tensorrt" and self.tensorrt is None:
             from fdrl_core.engine_cache import TENSORRT_HINT
 
@@ -143,6 +147,7 @@ def probe(smi=None, nvml=None) -> GpuProbe:
         found.tensorrt = str(tensorrt.__version__)
     except Exception as e:
         found.notes.append(f"TensorRT: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+    found.nvinfer = _loadable(NVINFER_LIBS)
     mem = DeviceMemory(smi=smi, nvml=nvml)
     info = mem.device()
     if info:
@@ -151,6 +156,23 @@ def probe(smi=None, nvml=None) -> GpuProbe:
     elif mem.error:
         found.notes.append(mem.error)
     return found
+
+
+NVINFER_LIBS = ("libnvinfer.so.10", "libnvinfer.so")
+
+
+def _loadable(names) -> str | None:
+    """The first of `names` the dynamic loader can open (after `import tensorrt`, whose wheel preloads its
+    libraries), or None."""
+    import ctypes
+
+    for name in names:
+        try:
+            ctypes.CDLL(name)
+            return name
+        except OSError:
+            continue
+    return None
 
 
 class DeviceMemory:
