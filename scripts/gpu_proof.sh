@@ -11,6 +11,7 @@
 #   RESULTS=gpu-proof       where the report and logs go (default ./gpu-proof; the device tool passes $OUT)
 #   FDRL_WITH_TENSORRT=1    also pip install NVIDIA's TensorRT 10 (tensorrt-cu12>=10.3,<11: NVIDIA's index)
 #   BENCH_ARGS="..."        extra arguments for python -m bench gpu (e.g. --runs 50)
+#   BENCH_TIMEOUT=480 TESTS_TIMEOUT=300   seconds allowed to the bench and to the gpu-marked tests
 # Exit status: that of `python -m bench gpu` (0 all measured stages passed, 1 a stage failed or GPU != CPU,
 # 2 no GPU to measure), or 1 when the gpu-marked tests fail.
 set -euo pipefail
@@ -64,10 +65,10 @@ ctranslate2.get_cuda_device_count(), '| onnxruntime', o.__version__, o.get_avail
 
 rc=0
 # shellcheck disable=SC2086
-timeout 480 "$PY" -m bench gpu --out "$RESULTS" ${BENCH_ARGS:-} 2>&1 | tee "$RESULTS/bench-gpu.log" || rc=${PIPESTATUS[0]}
+timeout "${BENCH_TIMEOUT:-480}" "$PY" -m bench gpu --out "$RESULTS" ${BENCH_ARGS:-} 2>&1 | tee "$RESULTS/bench-gpu.log" || rc=${PIPESTATUS[0]}
 log "python -m bench gpu exited $rc"
 trc=0
-timeout 300 "$PY" -m pytest -q -rs -m gpu -p no:cacheprovider tests/test_gpu.py tests/test_export.py \
+timeout "${TESTS_TIMEOUT:-300}" "$PY" -m pytest -q -rs -m gpu -p no:cacheprovider tests/test_gpu.py tests/test_export.py \
   tests/test_backends.py 2>&1 | tee "$RESULTS/pytest-gpu.log" || trc=${PIPESTATUS[0]}
 log "gpu-marked tests exited $trc (5 = none collected/all deselected)"
 if [[ $rc -eq 0 && $trc -ne 0 && $trc -ne 5 ]]; then

@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-from tests.test_export import DEV, _fake_engine, exported_model  # noqa: E402  (one export per session)
+from tests.test_export import DEV, _fake_engine, exported_model, needs_tensorrt  # noqa: E402  (one export per session)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -206,8 +206,8 @@ def test_onnxruntime_backend_runs_without_torch_or_transformers(exported):
 
 
 @pytest.mark.gpu
+@needs_tensorrt
 def test_tensorrt_backend_is_torch_free(exported, tmp_path):
-    pytest.importorskip("tensorrt", reason="TensorRT is not installed; the TensorRT backend needs it and a GPU")
     from export.trt_build import BuildOptions, build_engine
     from fdrl_core.engine_cache import DeviceError, detect_device
 
