@@ -13,17 +13,18 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-# distribution names whose versions shape the numbers (first installed name wins)
+# module -> distribution names whose versions shape the numbers (onnxruntime and onnxruntime-gpu both
+# install the module `onnxruntime`: the one whose files sit where the module is imported from wins)
 VERSIONED = {
-    "numpy": ("numpy",),
-    "torch": ("torch",),
-    "transformers": ("transformers",),
-    "ctranslate2": ("ctranslate2",),
-    "faster-whisper": ("faster-whisper",),
-    "onnxruntime": ("onnxruntime", "onnxruntime-gpu"),
-    "tensorrt": ("tensorrt", "tensorrt-cu12", "tensorrt_libs"),
-    "webrtcvad": ("webrtcvad-wheels", "webrtcvad"),
-    "pyzmq": ("pyzmq",),
+    "numpy": ("numpy", ("numpy",)),
+    "torch": ("torch", ("torch",)),
+    "transformers": ("transformers", ("transformers",)),
+    "ctranslate2": ("ctranslate2", ("ctranslate2",)),
+    "faster-whisper": ("faster_whisper", ("faster-whisper",)),
+    "onnxruntime": ("onnxruntime", ("onnxruntime-gpu", "onnxruntime")),
+    "tensorrt": ("tensorrt", ("tensorrt", "tensorrt-cu12", "tensorrt_libs")),
+    "webrtcvad": ("webrtcvad", ("webrtcvad-wheels", "webrtcvad")),
+    "pyzmq": ("zmq", ("pyzmq",)),
 }
 
 
@@ -71,15 +72,31 @@ def _ram_gb() -> float | None:
 
 def versions() -> dict[str, str | None]:
     out: dict[str, str | None] = {"python": platform.python_version()}
-    for key, dists in VERSIONED.items():
-        out[key] = None
-        for dist in dists:
-            try:
-                out[key] = metadata.version(dist)
-                break
-            except metadata.PackageNotFoundError:
-                continue
+    for key, (module, dists) in VERSIONED.items():
+        out[key] = _version_of(module, dists)
     return out
+
+
+def _version_of(module: str, dists: tuple[str, ...]) -> str | None:
+    """The version of the distribution that provides `module` as Python would import it (no import)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        spec = None
+    where = Path(spec.origin).parent.parent if spec and spec.origin else None
+    wanted = {d.lower().replace("-", "_") for d in dists}
+    if where is not None:  # the distribution installed next to the module that is imported
+        for dist in metadata.distributions(path=[str(where)]):
+            if (dist.metadata["Name"] or "").lower().replace("-", "_") in wanted:
+                return dist.version
+    for dist in dists:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
 
 
 @dataclass

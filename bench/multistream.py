@@ -32,6 +32,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stagger", type=float, default=0.37, metavar="S",
                    help="start offset between streams in seconds (default: %(default)s)")
     p.add_argument("--model", default=None, help="FDRL model (default: $FDRL_MODEL, else the demo model)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="auto: CUDA/TensorRT when this machine has a GPU, else CPU (default: auto)")
+    p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime", "tensorrt"),
+                   help="emotion backend (default: auto, as stream.run)")
     p.add_argument("--window", choices=WINDOWS, default="model",
                    help="encoder window: the model's own (default), the default policy or the legacy 30 s; "
                         "anything but 'model' measures speed only (the features then differ from training)")
@@ -88,8 +92,14 @@ def measure_one(n: int, args) -> dict:
         def send(self, topic, msg):
             self.sent += 1
 
-    asr = AsrConfig() if args.partial_every is None else AsrConfig(partial_every_s=args.partial_every)
-    cfg = PipelineConfig(asr=asr, emotion=EmotionConfig(model=args.model), stream_id="bench")
+    from bench.machine import hardware_path
+
+    hw = hardware_path(args.device)
+    asr = AsrConfig(device=hw.asr_device, compute_type=hw.asr_compute_type)
+    if args.partial_every is not None:
+        asr.partial_every_s = args.partial_every
+    emo = EmotionConfig(model=args.model, backend=args.backend, device=hw.emotion_device)
+    cfg = PipelineConfig(asr=asr, emotion=emo, stream_id="bench")
     recognizer, emotion = Recognizer(cfg.asr), EmotionStage(cfg.emotion)
     rss_models = rss_mb()
     events, lock = [], threading.Lock()
@@ -170,7 +180,7 @@ def measure_one(n: int, args) -> dict:
             "batched_passes": pipe.total_stats().batched_passes, "partials": pipe.total_stats().partials,
             "partials_skipped": pipe.total_stats().partials_skipped,
             "rss_mb_models_loaded": round(rss_models or 0, 1), "rss_mb_end": round(rss_mb() or 0, 1),
-            "window": recognizer.window.describe(), "model": emotion.name}
+            "window": recognizer.window.describe(), "model": emotion.name, "hardware": hw.label}
 
 
 def markdown(rep: dict) -> str:
@@ -201,15 +211,15 @@ def run(args) -> int:
         print("RESULT " + json.dumps(measure_one(args.one, args)), flush=True)
         return 0
     from bench.common import write_results
-    from bench.machine import describe, load_average
+    from bench.machine import describe, hardware_path, load_average
 
-    machine = describe()
+    machine = describe(hardware_path(args.device))
     started = time.time()
     counts = [int(x) for x in args.streams.split(",") if x.strip()]
     rows = []
     for n in counts:
         cmd = [sys.executable, "-m", "bench", "multistream", "--one", str(n), "--stagger", str(args.stagger),
-               "--window", args.window]
+               "--window", args.window, "--device", args.device, "--backend", args.backend]
         if args.model:
             cmd += ["--model", args.model]
         if args.partial_every is not None:
