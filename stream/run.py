@@ -83,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="CTranslate2 device: cpu or cuda (default: %(default)s)")
     mod.add_argument("--emotion-device", default="cpu", choices=("cpu", "cuda", "auto"),
                      help="torch/onnxruntime device for the emotion model (default: %(default)s)")
+    mod.add_argument("--warm-up", default="auto", choices=("auto", "on", "off"),
+                     help="one throw-away pass through both models before the audio starts; auto: on a GPU "
+                          "path (--asr-device cuda, --emotion-device cuda/auto, TensorRT), where the first "
+                          "call pays CUDA's lazy set-up (default: %(default)s)")
     mod.add_argument("--language", default=d_asr.language, help="language for multilingual Whisper models")
     mod.add_argument("--beam-size", type=int, default=d_asr.beam_size, help="final-pass beam (default: %(default)s)")
     mod.add_argument("--partial-every", type=float, default=None, metavar="S",
@@ -224,6 +228,23 @@ def _load(what: str, fn):
         raise InputError(msg if msg.lower().startswith("cannot load") else f"cannot load the {what}: {msg}") from e
 
 
+def _warm_up(args, recognizer, emotion) -> float | None:
+    """One pass of 3 s of faint noise through Whisper and the emotion model; seconds taken, or None when
+    skipped. On a GPU the first call creates cuBLAS handles and loads kernels (an H200 took 1.3 s for the
+    demo's first utterance, 33-43 ms for the next ones): that belongs to start-up, not to an utterance."""
+    gpu = (args.asr_device != "cpu" or args.emotion_device != "cpu" or args.backend == "tensorrt"
+           or emotion.name.startswith("tensorrt"))
+    if args.warm_up == "off" or (args.warm_up == "auto" and not gpu):
+        return None
+    import numpy as np
+
+    t0 = time.monotonic()
+    noise = (0.01 * np.random.default_rng(0).standard_normal(3 * 16000)).astype(np.float32)
+    hyp = recognizer.transcribe(noise)
+    emotion.classify(hyp.frames, "warm up")
+    return time.monotonic() - t0
+
+
 def run(args, state: dict, watch: SignalWatch | None = None) -> int:
     from stream.emotion import resolve_model
     from stream.publisher import Security
@@ -286,8 +307,11 @@ def run(args, state: dict, watch: SignalWatch | None = None) -> int:
         recognizer = _load(f"Whisper model {name}", lambda: Recognizer(cfg.asr))
         emotion = _load(f"emotion model {args.model or ''}".rstrip(), lambda: EmotionStage(cfg.emotion))
         pipeline = Pipeline(cfg, sources, recognizer, emotion, publisher, observers=views.observers())
-        log(f"models loaded in {time.monotonic() - t0:.1f} s: whisper {recognizer.model_name} "
-            f"({cfg.asr.compute_type}, encoder window {recognizer.window.describe()}), emotion {emotion.name}")
+        loaded = time.monotonic() - t0
+        warm = _load("models (warm-up pass)", lambda: _warm_up(args, recognizer, emotion))
+        log(f"models loaded in {loaded:.1f} s" + (f" (+{warm:.1f} s warm-up)" if warm is not None else "")
+            + f": whisper {recognizer.model_name} ({cfg.asr.compute_type}, encoder window "
+              f"{recognizer.window.describe()}), emotion {emotion.name}")
         state["pipeline"] = pipeline
         if watch is not None:
             watch.pipeline = pipeline

@@ -150,3 +150,36 @@ def test_a_failing_utterance_is_reported_and_the_stream_goes_on(ckpt, spoken, sp
     assert [m["utterance_id"] for m in finals] == [1] and EXPECTED_WORDS[1] <= words(finals[0]["transcript"])
     for topic, msg in sub.messages:
         validate(topic, msg)
+
+
+def test_warm_up_runs_once_on_gpu_paths_only():
+    """A GPU path gets one throw-away pass through both models before the audio (the first CUDA call pays
+    the lazy set-up); a CPU run starts at once unless asked."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from stream.run import _warm_up
+
+    calls = []
+
+    class Rec:
+        def transcribe(self, audio):
+            calls.append(("asr", len(audio)))
+            return SimpleNamespace(frames=np.zeros((150, 384), np.float32))
+
+    class Emo:
+        name = "onnxruntime:demo_model"
+
+        def classify(self, frames, text):
+            calls.append(("emotion", frames.shape))
+
+    def args(**kw):
+        return SimpleNamespace(**{"asr_device": "cpu", "emotion_device": "cpu", "backend": "auto",
+                                  "warm_up": "auto", **kw})
+
+    assert _warm_up(args(), Rec(), Emo()) is None and not calls
+    assert _warm_up(args(asr_device="cuda"), Rec(), Emo()) >= 0
+    assert calls == [("asr", 48000), ("emotion", (150, 384))]
+    assert _warm_up(args(asr_device="cuda", warm_up="off"), Rec(), Emo()) is None
+    assert _warm_up(args(warm_up="on"), Rec(), Emo()) is not None and len(calls) == 4
