@@ -285,7 +285,7 @@ def run(args, state: dict, watch: SignalWatch | None = None) -> int:
         name = args.asr_model or "tiny.en (bundled)"
         recognizer = _load(f"Whisper model {name}", lambda: Recognizer(cfg.asr))
         emotion = _load(f"emotion model {args.model or ''}".rstrip(), lambda: EmotionStage(cfg.emotion))
-        pipeline = Pipeline(cfg, sources, recognizer, emotion, publisher, observers=views.observers())
+        pipeline = Pipeline(cfg, sources, recognizer, emotion, publisher)
         log(f"models loaded in {time.monotonic() - t0:.1f} s: whisper {recognizer.model_name} "
             f"({cfg.asr.compute_type}, encoder window {recognizer.window.describe()}), emotion {emotion.name}")
         state["pipeline"] = pipeline
