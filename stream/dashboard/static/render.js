@@ -418,7 +418,11 @@
       chip("RTF", fmt.num(st.rtf), st.rtf != null && st.rtf > 1, "processing time / audio time (below 1 keeps up)");
       chip("memory", st.rss_mb != null ? `${Math.round(st.rss_mb)} MB` : "–");
       const lat = st.latency_ms;
-      if (lat && lat.median != null) chip("end of speech → emotion (median / p95)", `${fmt.ms(lat.median)} / ${fmt.ms(lat.p95)}`);
+      if (lat && lat.median != null) {
+        chip("end of speech → emotion (median / p95)", `${fmt.ms(lat.median)} / ${fmt.ms(lat.p95)}`, false,
+          "measured by the run over every final it published, early finals later revised included " +
+          "(the summary counts each utterance's last final)");
+      }
       if (this.mode === "live") {
         const d = median(s.delivery.slice(-50));
         chip("publish → page", fmt.ms(d), false, "time from publishing a message to this page receiving it");
@@ -640,7 +644,7 @@
       const streams = Array.from(this.store.streams.values()).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
       if (!streams.length) { this.summaryBox.replaceChildren(); return; }
       const head = ["stream", "audio", "utterances", "labels", "mean conf.", "uncertain", "text used",
-        "end of speech → emotion median / p95", "RTF", "peak memory", "dropped audio", "errors"];
+        "end of speech → emotion per utterance, median / p95", "RTF", "peak memory", "dropped audio", "errors"];
       const table = el("table", { class: "summary-table" },
         el("thead", null, el("tr", null, ...head.map((h) => el("th", { text: h })))));
       const body = el("tbody");
