@@ -206,6 +206,7 @@ class Publisher:
         self.resets = 0  # times the socket was re-created to cut off a client flooding subscriptions
         self._foreign = 0
         self.closed = False
+        self.taps: list = []  # callables(topic, msg) that also get every message sent (stream.run --dashboard/--report)
         self._subs = threading.Thread(target=self._serve_subscriptions, name="subscriptions", daemon=True)
         self._subs.start()
 
@@ -287,11 +288,14 @@ class Publisher:
                 return False
             try:
                 self.sock.send_multipart([topic.encode(), data], flags=self.zmq.NOBLOCK)
+                self.sent += 1
+                ok = True
             except self.zmq.Again:
                 self.failures += 1
-                return False
-            self.sent += 1
-            return True
+                ok = False
+        for tap in self.taps:  # in-process views see every message, status included, even when no one subscribes
+            tap(topic, msg)
+        return ok
 
     def _stop_auth(self) -> None:
         if self.auth is not None:

@@ -113,10 +113,8 @@ def write_report(path: str | os.PathLike, messages: Iterable[tuple[str, dict]], 
 
 
 class Recorder:
-    """Collects published messages (thread-safe), compacted as they come so a long run stays small.
-
-    Use it as an observer (stream.events 'published' events) or call `send(topic, msg)` directly.
-    """
+    """Collects published messages (thread-safe, `send(topic, msg)` is a publisher tap), compacted as they come
+    so a long run stays small."""
 
     def __init__(self):
         self.state = StreamState(max_utterances=None, max_streams=10_000)
@@ -125,10 +123,6 @@ class Recorder:
     def send(self, topic: str, msg: dict) -> None:
         with self.lock:
             self.state.add(topic, msg)
-
-    def __call__(self, event) -> None:
-        if event.kind == "published":
-            self.send(event.data["topic"], event.data["message"])
 
     def messages(self) -> list[tuple[str, dict]]:
         with self.lock:

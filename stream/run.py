@@ -306,7 +306,7 @@ def run(args, state: dict, watch: SignalWatch | None = None) -> int:
         name = args.asr_model or "tiny.en (bundled)"
         recognizer = _load(f"Whisper model {name}", lambda: Recognizer(cfg.asr))
         emotion = _load(f"emotion model {args.model or ''}".rstrip(), lambda: EmotionStage(cfg.emotion))
-        pipeline = Pipeline(cfg, sources, recognizer, emotion, publisher, observers=views.observers())
+        pipeline = Pipeline(cfg, sources, recognizer, emotion, publisher)
         loaded = time.monotonic() - t0
         warm = _load("models (warm-up pass)", lambda: _warm_up(args, recognizer, emotion))
         log(f"models loaded in {loaded:.1f} s" + (f" (+{warm:.1f} s warm-up)" if warm is not None else "")

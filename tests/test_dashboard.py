@@ -200,8 +200,9 @@ def test_a_late_page_gets_the_history_then_live_messages():
         later.start()
         first, second = _read_events(url, 2)
         later.join()
-        assert [x["t"] for x in first] == ["reset", "msg", "replayed"]
-        assert first[1]["m"]["label"] == "happy" and first[1]["ep"] == "in-process"
+        assert [x["t"] for x in first] == ["reset", "endpoint", "msg", "replayed"]
+        assert first[1]["ep"] == "in-process" and first[1]["detail"] == "this run"  # where the run publishes
+        assert first[2]["m"]["label"] == "happy" and first[2]["ep"] == "in-process"
         assert [(x["m"]["utterance_id"], x["m"]["label"]) for x in second] == [(1, "angry")]
         conn = http.client.HTTPConnection(urlparse(url).hostname, urlparse(url).port, timeout=10)
         conn.request("GET", "/report.html")
@@ -254,19 +255,26 @@ def test_curve_publisher_is_read_with_the_subscriber_key_files(tmp_path):
         sock.close()
 
 
-def test_recorder_takes_published_events_from_the_observer_interface():
-    from stream.events import Observers
-    from stream.report import Recorder
+def test_run_views_get_every_published_message_status_included(tmp_path):
+    """stream.run --dashboard/--report tap the publisher: the report (and the run's own page) see the status
+    messages too, so RTF, memory, dropped audio and errors are not blank and an ended run reads as complete."""
+    from stream.dashboard.attach import RunViews
+    from stream.publisher import Publisher
 
-    rec = Recorder()
-    obs = Observers([rec])
-    f = MessageFactory("obs")
-    obs.emit("speech_start", "obs", utterance_id=0, audio_t=0.5)  # not a message: ignored
-    for m in (emotion(f, 0, "sad", partial=True, revision=0), emotion(f, 0, "sad", partial=False, revision=1)):
-        obs.emit("published", "obs", utterance_id=0, topic="emotion", partial=m["partial"], revision=m["revision"],
-                 message=m)
-    assert [(t, m["revision"]) for t, m in rec.messages()] == [("emotion", 1)]
-    assert not obs._broken
+    views = RunViews(report=str(tmp_path / "run.html"))
+    pub = Publisher("tcp://127.0.0.1:*")
+    try:
+        views.start(pub)
+        f = MessageFactory("tapped")
+        for topic, m in (("status", status(f, "start")), ("emotion", emotion(f, 0, "sad", partial=False, revision=0)),
+                         ("status", status(f, "stop"))):
+            pub.send(topic, m)
+        views.finish(stopped=True)
+    finally:
+        pub.close()
+        views.close()
+    assert [(t, m.get("kind")) for t, m in views.recorder.messages()] == [
+        ("status", "start"), ("emotion", None), ("status", "stop")]
 
 
 def test_dashboard_answers_only_to_loopback_host_names():

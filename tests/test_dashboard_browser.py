@@ -131,7 +131,9 @@ def demo_run(browser, tmp_path_factory):
             own.goto(own_url)
             own.wait_for_function(f"() => document.querySelectorAll('svg .span.final').length >= {len(DEMO_LABELS)}",
                                   timeout=30_000)
-            result.update(own_labels=own.evaluate(FINAL_LABELS_JS, None), own_offline=own_offline)
+            result.update(own_labels=own.evaluate(FINAL_LABELS_JS, None), own_offline=own_offline,
+                          own_state=own.inner_text(".state"), own_counters=own.inner_text(".counters"),
+                          own_endpoints=own.inner_text("#endpoints"))
             own.close()
         if run.poll() is None:
             run.send_signal(signal.SIGINT)  # the page lingers until Ctrl-C
@@ -149,7 +151,7 @@ def test_live_page_shows_the_demo_utterances_in_order(demo_run):
     r = demo_run
     assert r["returncode"] == 0, "".join(r["stderr"][-20:])
     printed = [m.group(1).lower() for m in map(re.compile(r"^\[[^\]]*\]\s+(\w+)").match, r["stdout"]) if m]
-    assert "Waiting for a stream" in r["waiting_text"]  # the page was open before the run started
+    assert "Waiting for a stream on tcp://" in r["waiting_text"]  # the page was open before the run started
     assert r["labels"] == DEMO_LABELS, f"stream.run printed {printed}"
     # live: the page was never reloaded, messages arrived one by one and provisional results were drawn
     assert r["live_received"] > 2 * len(DEMO_LABELS)
@@ -168,12 +170,22 @@ def test_live_page_shows_the_demo_utterances_in_order(demo_run):
     assert "selected utterance" in page.inner_text(".current").lower()
     assert page.inner_text(".current .current-head .label-tag").lower() == DEMO_LABELS[2]
     shot(page, "dashboard-live-demo.png")
+    # a phone-sized window: nothing sticks out sideways and the words keep a readable width
+    page.set_viewport_size({"width": 375, "height": 800})
+    page.wait_for_timeout(300)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    assert page.locator(".transcript li.utt .text").first.bounding_box()["width"] > 250
+    shot(page, "dashboard-live-demo-narrow.png")
     r["offline"].check()
 
 
 def test_run_serves_its_own_page(demo_run):
     assert demo_run["own_url"], "stream.run --dashboard printed no address"
     assert demo_run["own_labels"] == DEMO_LABELS
+    # the run's status messages reach its own page too: health counters and the end of the input
+    assert demo_run["own_state"].lower() == "ended"
+    assert re.search(r"\d+ MB memory", demo_run["own_counters"]) and "0 dropped audio" in demo_run["own_counters"]
+    assert "this run" in demo_run["own_endpoints"]
     demo_run["own_offline"].check()
 
 
@@ -190,6 +202,7 @@ def test_report_opens_offline_and_shows_the_same(demo_run, browser):
     assert page.locator(".latency-chart .lat-bar").count() == len(DEMO_LABELS)
     summary = page.inner_text("table.summary-table")
     assert "8" in summary and "end of speech" in summary
+    assert page.inner_text(".state").lower() == "complete" and "RTF" in page.inner_text(".counters")
     shot(page, "report-demo.png")
     offline.check()
     page.close()
@@ -260,5 +273,26 @@ def test_uncertain_provisional_and_tentative_are_drawn_differently(browser, tmp_
     page.click('svg .span[data-utt="0"]')
     assert "uncertain: low margin" in page.inner_text(".current")
     shot(page, "report-new-fields.png")
+    offline.check()
+    page.close()
+
+
+def test_a_run_without_speech_gives_a_report_that_says_so(browser, tmp_path):
+    """Silence in, a valid report out: the stream, its counters and "no speech found", not an empty page."""
+    from stream.messages import MessageFactory
+    from stream.report import write_report
+
+    f = MessageFactory("quiet")
+    counters = {"utterances": 0, "dropped_audio_frames": 0, "errors": 0, "messages_sent": 1}
+    status = [f.status(kind=kind, source="file silence.wav", audio_time=t, uptime_s=t, counters=counters, rtf=0.01,
+                       rss_mb=240.0) for kind, t in (("start", 0.0), ("stop", 6.0))]
+    out = write_report(tmp_path / "quiet.html", [("status", m) for m in status])
+    page = browser.new_page(viewport={"width": 1280, "height": 700})
+    offline = Offline(page)
+    page.goto(out.as_uri())
+    assert page.inner_text(".state").lower() == "complete"
+    assert "no speech found in 6.0 s of audio" in page.inner_text(".transcript-box")
+    assert "no utterances" in page.inner_text("table.utt-table")
+    shot(page, "report-no-speech.png")
     offline.check()
     page.close()

@@ -1,7 +1,7 @@
-"""What `stream.run --dashboard` and `--report` add to a run: observers of its 'published' events.
+"""What `stream.run --dashboard` and `--report` add to a run: taps on its publisher.
 
-Every message the run publishes (stream.events) is also handed to the in-process dashboard (served from a
-thread) and to the report recorder. When the input ends by itself the dashboard keeps serving until
+Every message the run publishes (emotion, transcript and status) is also handed to the in-process dashboard
+(served from a thread) and to the report recorder. When the input ends by itself the dashboard keeps serving until
 Ctrl-C, so a replayed file can still be looked at.
 """
 
@@ -69,26 +69,15 @@ class RunViews:
         return cls(getattr(args, "dashboard", None), getattr(args, "report", None), label)
 
     def start(self, publisher) -> None:
-        """Serve the page now (while the models load), labelled with the address the publisher bound."""
+        """Serve the page now (while the models load), labelled with the address the publisher bound, and
+        take every message the publisher sends from now on (status included)."""
         if self.dashboard is not None:
             self.dashboard.label = getattr(publisher, "endpoint", None) or self.dashboard.label
             self.url = self.dashboard.start()
             print(f"stream.run: dashboard at {self.url}", file=sys.stderr, flush=True)
-
-    def observers(self) -> list:
-        """For Pipeline(observers=...)."""
-        out = []
-        if self.dashboard is not None:
-            dashboard = self.dashboard
-
-            def to_dashboard(event) -> None:
-                if event.kind == "published":
-                    dashboard.send(event.data["topic"], event.data["message"])
-
-            out.append(to_dashboard)
+            publisher.taps.append(self.dashboard.send)
         if self.recorder is not None:
-            out.append(self.recorder)
-        return out
+            publisher.taps.append(self.recorder.send)
 
     def finish(self, *, stopped: bool, meta: dict | None = None) -> None:
         """After the pipeline: write the report; keep the page up until Ctrl-C if the input simply ended."""

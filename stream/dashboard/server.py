@@ -373,6 +373,8 @@ class DashboardThread:
             self._error = e
             self._started.set()
             return
+        if self.label:  # the page names the endpoint this run publishes on (no subscription: messages come in-process)
+            self.hub.endpoint(self.label, "connected", "this run")
         self._started.set()
         self.loop.run_forever()
         self.loop.run_until_complete(self.server.stop())

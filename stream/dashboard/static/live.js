@@ -27,7 +27,9 @@
     const items = [];
     for (const [ep, info] of store.endpoints) {
       const cls = info.state === "connected" ? "ok" : info.state === "connecting" ? "warn" : "bad";
-      items.push(endpointChip(`${ep}: ${info.state}${info.detail ? ` (${info.detail})` : ""}`, cls));
+      // ZeroMQ keeps retrying an endpoint where nothing runs yet: say that, not a hopeful "connecting"
+      const state = info.state === "connecting" ? "no stream there yet (retrying)" : info.state;
+      items.push(endpointChip(`${ep}: ${state}${info.detail ? ` (${info.detail})` : ""}`, cls));
     }
     endpoints.replaceChildren(...items);
   }
@@ -45,8 +47,9 @@
   }
 
   const es = new EventSource("events");
-  es.onopen = () => setConn("connected", "ok");
-  es.onerror = () => setConn("reconnecting…", "bad");
+  // this is the page's own connection to the dashboard; each stream's endpoint has its own chip
+  es.onopen = () => setConn("dashboard connected", "ok");
+  es.onerror = () => setConn("dashboard unreachable, retrying…", "bad");
   es.onmessage = (ev) => {
     const rx = Date.now();
     let batch;

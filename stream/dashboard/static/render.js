@@ -266,6 +266,8 @@
     return names[k] || k.replace(/_/g, " ");
   }
   const BAD_COUNTER = /drop|overflow|error|fail|lost|miss|xrun|underrun/i;
+  // shown only when not zero (dropped audio and errors are always shown: a 0 there is news too)
+  const QUIET_WHEN_ZERO = new Set(["dropped_blocks", "input_overflows", "send_failures", "discarded"]);
 
   // ------------------------------------------------------------------ view
 
@@ -285,11 +287,21 @@
       this.seenVersion = -1;
       this.root.classList.add("fdrl-view", `mode-${this.mode}`);
       this.streamsBox = el("div", { class: "streams" });
-      this.empty = el("p", { class: "empty", text: this.mode === "live"
-        ? "Waiting for a stream… start one with: python -m stream.run --demo --realtime" : "No messages." });
+      this.empty = el("p", { class: "empty", text: this.mode === "live" ? this.waitingText() : "No messages." });
       this.summaryBox = el("section", { class: "summary" });
       this.root.append(this.empty, this.streamsBox, this.summaryBox);
       this.legend();
+    }
+
+    /** What an empty live page says: which endpoints it waits on and how to start a stream there. */
+    waitingText() {
+      const eps = Array.from(this.store.endpoints.entries());
+      if (!eps.length) return "Waiting for a stream… start one with: python -m stream.run --demo --realtime";
+      const local = eps.find(([, info]) => info.detail === "this run");
+      if (local) return `Waiting for a stream… this run publishes on ${local[0]} (its models may still be loading)`;
+      const names = eps.map(([ep]) => ep).join(", ");
+      return `Waiting for a stream on ${names}… start one with: python -m stream.run --demo --realtime ` +
+        `--endpoint ${eps[0][0]}`;
     }
 
     legend() {
@@ -307,6 +319,7 @@
       this.seenVersion = this.store.version;
       const ids = Array.from(this.store.streams.keys()).sort();
       this.empty.hidden = ids.length > 0;
+      if (!ids.length && this.mode === "live" && changed) this.empty.textContent = this.waitingText();
       this.streamsBox.classList.toggle("many", ids.length >= 3);
       const fresh = this.generation !== this.store.generation;
       this.generation = this.store.generation;
@@ -362,12 +375,13 @@
       p.error = el("div", { class: "last-error", hidden: true });
       p.timeline = el("div", { class: "timeline" });
       p.transcript = el("ol", { class: "transcript" });
+      p.noSpeech = el("p", { class: "muted no-speech", hidden: true });
       p.current = el("div", { class: "current" });
       p.rows = new Map();
       p.root = el("section", { class: "stream", "data-stream": s.id },
         el("header", null, p.title, p.state, p.source), p.counters, p.error, p.timeline,
         el("div", { class: "cols" }, el("div", { class: "transcript-box" }, el("h3", { text: "Transcript" }),
-          p.transcript), p.current));
+          p.noSpeech, p.transcript), p.current));
       return p;
     }
 
@@ -404,7 +418,11 @@
       chip("RTF", fmt.num(st.rtf), st.rtf != null && st.rtf > 1, "processing time / audio time (below 1 keeps up)");
       chip("memory", st.rss_mb != null ? `${Math.round(st.rss_mb)} MB` : "–");
       const lat = st.latency_ms;
-      if (lat) chip("end of speech → emotion (median / p95)", `${fmt.ms(lat.median)} / ${fmt.ms(lat.p95)}`);
+      if (lat && lat.median != null) {
+        chip("end of speech → emotion (median / p95)", `${fmt.ms(lat.median)} / ${fmt.ms(lat.p95)}`, false,
+          "measured by the run over every final it published, early finals later revised included " +
+          "(the summary counts each utterance's last final)");
+      }
       if (this.mode === "live") {
         const d = median(s.delivery.slice(-50));
         chip("publish → page", fmt.ms(d), false, "time from publishing a message to this page receiving it");
@@ -417,6 +435,7 @@
       for (const k of keys) {
         if (transient.includes(k)) continue;
         const v = c[k];
+        if (v === 0 && QUIET_WHEN_ZERO.has(k)) continue;
         chip(counterName(k), String(v), BAD_COUNTER.test(k) && v > 0);
       }
       if (s.missed) chip("missed messages", String(s.missed), true, "gaps in seq: this page missed messages");
@@ -466,7 +485,7 @@
       const step = niceStep(t1 - t0, w / 90);
       for (let t = Math.ceil(t0 / step) * step; t <= t1; t += step) {
         root.append(svg("line", { x1: x(t), x2: x(t), y1: AXIS_Y, y2: AXIS_Y + 4, class: "axis" }));
-        root.append(svg("text", { x: x(t) + 2, y: AXIS_Y + 15, class: "tick", text: fmt.clock(t) }));
+        if (x(t) + 40 <= w) root.append(svg("text", { x: x(t) + 2, y: AXIS_Y + 15, class: "tick", text: fmt.clock(t) }));
       }
       for (const u of utts) {
         if (u.end < t0 || u.start > t1) continue;
@@ -509,6 +528,11 @@
       const atBottom = p.atBottom !== false;
       const utts = this.store.utterances(s);
       const keep = this.mode === "live" ? utts.slice(-300) : utts;
+      p.noSpeech.hidden = utts.length > 0;
+      if (!utts.length) {
+        p.noSpeech.textContent = this.mode === "live" && !s.ended ? "listening… no speech yet"
+          : `no speech found in ${fmt.s(s.status && s.status.audio_time != null ? s.status.audio_time : s.audioEnd)} of audio`;
+      }
       const keepIds = new Set(keep.map((u) => u.id));
       for (const [id, row] of p.rows) if (!keepIds.has(id)) { row.li.remove(); p.rows.delete(id); }
       let prev = null;
@@ -537,7 +561,7 @@
         style: e ? `--c:${labelColor(e.label)}` : null });
       const conf = el("span", { class: "conf", text: e ? fmt.pct(e.confidence) : "" });
       const words = t ? Fields.words(t) : { committed: e ? e.transcript : "", tentative: "" };
-      const text = el("span", { class: "text" });
+      const text = el("span", { class: `text${t && t.reliable === false ? " unreliable" : ""}` });
       if (words.committed) text.append(el("span", { class: "committed", text: words.committed }));
       if (words.tentative) text.append(el("span", { class: "tentative", text: (words.committed ? " " : "") + words.tentative.trim() }));
       if (!words.committed && !words.tentative) text.append(el("span", { class: "nowords", text: "(no words)" }));
@@ -579,7 +603,7 @@
         onclick: (ev) => { ev.stopPropagation(); this.select(s, s.selected); } }));
       box.push(heading);
       if (!u || !u.emo) {
-        box.push(el("p", { class: "muted", text: "no emotion yet" }));
+        box.push(el("p", { class: "muted", text: this.mode === "live" && !s.ended ? "no emotion yet" : "no utterances" }));
         p.current.replaceChildren(...box);
         return;
       }
@@ -620,7 +644,7 @@
       const streams = Array.from(this.store.streams.values()).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
       if (!streams.length) { this.summaryBox.replaceChildren(); return; }
       const head = ["stream", "audio", "utterances", "labels", "mean conf.", "uncertain", "text used",
-        "end of speech → emotion median / p95", "RTF", "peak memory", "dropped audio", "errors"];
+        "end of speech → emotion per utterance, median / p95", "RTF", "peak memory", "dropped audio", "errors"];
       const table = el("table", { class: "summary-table" },
         el("thead", null, el("tr", null, ...head.map((h) => el("th", { text: h })))));
       const body = el("tbody");
@@ -644,7 +668,7 @@
           el("td", { class: m.errors ? "bad" : null, text: m.errors != null ? String(m.errors) : "–" })));
       }
       table.append(body);
-      const parts = [el("h2", { text: "Summary" }), table];
+      const parts = [el("h2", { text: "Summary" }), el("div", { class: "table-scroll" }, table)];
       if (this.mode === "report") {
         for (const s of streams) parts.push(this.latencyChart(s), this.utteranceTable(s));
       }
@@ -706,6 +730,9 @@
           el("td", { class: "num", text: fmt.ms(e.latency_ms && e.latency_ms.eos_to_publish) }),
           el("td", { class: "num", text: fmt.ms(e.latency_ms && e.latency_ms.asr) }),
           el("td", { class: "num", text: fmt.ms(e.latency_ms && e.latency_ms.emotion) })));
+      }
+      if (!body.children.length) {
+        body.append(el("tr", { class: "none" }, el("td", { colspan: head.length, class: "muted", text: "no utterances" })));
       }
       return el("div", { class: "utt-table-box" }, el("h3", { text: `Utterances · ${s.id}` }),
         el("table", { class: "utt-table", "data-stream": s.id },
