@@ -432,6 +432,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         watch.timeout = args.stop_timeout
+        if args.debug:  # the audio driver's and onnxruntime's own diagnostics too
+            os.environ["FDRL_DEBUG"] = "1"
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may download at run time
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no weight-loading bars between our lines
 

@@ -3,10 +3,12 @@ exit 0 success, 1 run-time failure, 2 usage/input error; one line by default; --
 errors name the file, field and line at fault."""
 
 import json
+import os
 import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -79,6 +81,16 @@ def test_a_directory_given_to_file_says_so(tmp_path):
     assert res.returncode == 2 and "is a directory" in assert_one_clean_line(res.stderr)
     res = cli("stream.run", "--file", str(tmp_path), "--endpoint", free_endpoint(), "--debug", timeout=120)
     assert res.returncode == 2 and "Traceback" in res.stderr and "is a directory" in res.stderr
+
+
+def test_a_fifo_or_device_given_to_file_is_refused_at_once(tmp_path):
+    """A named pipe with no writer would block the open forever (and a pipe cannot be read twice, as the
+    file checks need): one line, exit 2, no hang."""
+    fifo = tmp_path / "talk.wav"
+    os.mkfifo(fifo)
+    for path in (fifo, Path(os.devnull)):
+        res = cli("stream.run", "--file", str(path), "--endpoint", free_endpoint(), timeout=60)
+        assert res.returncode == 2 and "not a regular file" in assert_one_clean_line(res.stderr), res.stderr
 
 
 def test_nan_samples_exit_2_with_one_line(tmp_path):
