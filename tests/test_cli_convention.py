@@ -192,3 +192,16 @@ def test_manifest_with_a_non_utf8_byte_names_file_line_and_column(tmp_path):
     assert res.returncode == 2
     line = assert_one_clean_line(res.stderr)
     assert line.startswith("train: ") and "manifest.csv line 3" in line and "UTF-8" in line
+
+
+def test_stdout_on_a_full_disk_stops_printing_but_not_publishing():
+    """`stream.run --demo > /dev/full`: the printed lines cannot be written; every utterance is still
+    published and counted, with one warning instead of an error per utterance."""
+    with open("/dev/full", "w") as full:
+        res = subprocess.run([sys.executable, "-m", "stream.run", "--demo", "--endpoint", free_endpoint()], cwd=REPO,
+                             env=clean_env(PYTHONPATH=str(REPO)), stdout=full, stderr=subprocess.PIPE, text=True,
+                             timeout=240)
+    assert res.returncode == 0, res.stderr
+    assert "failed in publish" not in res.stderr and "errors 0" in res.stderr, res.stderr
+    assert res.stderr.count("No space left on device") == 1, res.stderr
+    assert "summary: 8 utterances" in res.stderr
