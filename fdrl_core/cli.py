@@ -9,6 +9,7 @@ type, so a bug report has something to go on without a wall of text by default.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import traceback
@@ -28,6 +29,18 @@ class RunError(RuntimeError):
 def add_debug_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true",
                         help="on an error, also print the Python traceback (default: one line)")
+
+
+def finite_float(text: str) -> float:
+    """argparse type for a number of seconds, dB, a probability...: argparse's own `float` takes 'nan' and
+    'inf', which then pass every `< 0` check and silently disable what they set."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, not {text!r}")
+    return value
 
 
 def debug_requested(args=None) -> bool:
@@ -97,4 +110,4 @@ def warn(prog: str, msg: str) -> None:
 
 
 __all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "InputError", "RunError",
-           "add_debug_flag", "classify", "debug_requested", "first_line", "run_main", "warn"]
+           "add_debug_flag", "classify", "debug_requested", "finite_float", "first_line", "run_main", "warn"]

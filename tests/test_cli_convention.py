@@ -118,12 +118,15 @@ def test_bad_or_wide_endpoints_are_refused(tone, endpoint, why):
 
 def test_usage_errors(tone):
     for args, why in ((("--loop", "0"), "--loop"), (("--device", "1"), "--device only applies to --mic"),
-                      (("--stop-timeout", "0"), "--stop-timeout")):
+                      (("--stop-timeout", "0"), "--stop-timeout"), (("--no-speech-threshold", "5"), "probability")):
         res = cli("stream.run", "--file", str(tone), "--endpoint", free_endpoint(), *args, timeout=120)
         assert res.returncode == 2 and why in assert_one_clean_line(res.stderr), res.stderr
     res = cli("stream.run", "--curve-secret", "/nonexistent/server.key_secret", "--file", str(tone),
               "--endpoint", free_endpoint(), timeout=120)
     assert res.returncode == 2 and "server.key_secret: no such file" in assert_one_clean_line(res.stderr)
+    for flag in ("--partial-every", "--heartbeat", "--stop-timeout", "--end-gate-db"):  # nan passed every check
+        res = cli("stream.run", "--file", str(tone), "--endpoint", free_endpoint(), flag, "nan", timeout=120)
+        assert res.returncode == 2 and "finite number" in res.stderr and "Traceback" not in res.stderr, res.stderr
 
 
 def test_model_folder_errors_name_file_and_field(tmp_path, tone):
@@ -175,6 +178,21 @@ def test_subscribe_usage_errors():
     assert res.returncode == 2 and "port must be" in assert_one_clean_line(res.stderr)
     res = cli("stream.subscribe", "--topics", "emotions", timeout=60)
     assert res.returncode == 2 and "unknown topic" in assert_one_clean_line(res.stderr)
+    # --count counts final emotions: with no emotion topic it could never be reached (it waited forever)
+    res = cli("stream.subscribe", "--topics", "status", "--count", "1", timeout=60)
+    assert res.returncode == 2 and "--count" in assert_one_clean_line(res.stderr)
+    for bad in ("nan", "inf", "-1"):
+        res = cli("stream.subscribe", "--timeout", bad, timeout=60)
+        assert res.returncode == 2 and "--timeout" in res.stderr and "Traceback" not in res.stderr, res.stderr
+
+
+def test_subscribe_with_nowhere_to_print():
+    """stdout closed (`>&-`): every message would be dropped without a word; a full disk: one plain line."""
+    res = subprocess.run([sys.executable, "-m", "stream.subscribe", "--endpoint", free_endpoint()], cwd=REPO,
+                         env=clean_env(PYTHONPATH=str(REPO)), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True, timeout=60, pass_fds=(),
+                         preexec_fn=lambda: os.close(1))
+    assert res.returncode == 2 and "stdout is closed" in assert_one_clean_line(res.stderr), res.stderr
 
 
 def test_manifest_with_a_non_utf8_byte_names_file_line_and_column(tmp_path):

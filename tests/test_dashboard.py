@@ -146,6 +146,9 @@ def test_dashboard_serves_beyond_loopback_only_when_asked():
 
 def test_dashboard_bad_endpoint_and_port_in_use():
     assert "not-an-endpoint" in _one_line_error(["stream.dashboard", "not-an-endpoint", "--port", "0"])
+    # the same rules as stream.subscribe: a port that cannot exist, or a wildcard nobody can connect to
+    assert "port must be 1-65535" in _one_line_error(["stream.dashboard", "tcp://127.0.0.1:99999", "--port", "0"])
+    assert "one host and port" in _one_line_error(["stream.dashboard", "tcp://127.0.0.1:*", "--port", "0"])
     import socket
 
     with socket.socket() as s:
