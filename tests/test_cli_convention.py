@@ -33,9 +33,9 @@ def tone(tmp_path_factory):
     return path
 
 
-def _bad_model(tmp_path, config_edit=None, labels_text=None):
+def _bad_model(tmp_path, config_edit=None, labels_text=None, with_export=False):
     folder = tmp_path / "model"
-    shutil.copytree(DEMO_MODEL, folder, ignore=shutil.ignore_patterns("onnx"))  # the checkpoint itself is read
+    shutil.copytree(DEMO_MODEL, folder, ignore=None if with_export else shutil.ignore_patterns("onnx"))
     if config_edit:
         cfg = json.loads((folder / "config.json").read_text())
         cfg.update(config_edit)
@@ -141,6 +141,32 @@ def test_model_folder_errors_name_file_and_field(tmp_path, tone):
     assert res.returncode == 2 and "labels.json line 1" in line and "config.json" not in line
     res = cli("export", "onnx", "--model", str(banana), "--out", str(tmp_path / "onnx"), timeout=120)
     assert res.returncode == 2 and "'d_model'" in assert_one_clean_line(res.stderr)
+
+
+def test_a_broken_labels_json_is_named_even_when_the_folder_has_an_onnx_export(tmp_path, tone):
+    """The default backend runs the folder's ONNX export; labels.json (authoritative for the label set) was
+    not read at all, so a broken or changed one went unnoticed (exit 0, the export's old labels)."""
+    broken = _bad_model(tmp_path / "a", labels_text="neutral, happy, angry, sad\n", with_export=True)
+    res = cli("stream.run", "--file", str(tone), "--model", str(broken), "--endpoint", free_endpoint())
+    assert res.returncode == 2 and "labels.json line 1" in assert_one_clean_line(res.stderr), res.stderr
+    changed = _bad_model(tmp_path / "b", labels_text=json.dumps({"name": "two", "classes": ["calm", "upset"]}),
+                         with_export=True)
+    res = cli("stream.run", "--file", str(tone), "--model", str(changed), "--endpoint", free_endpoint())
+    assert res.returncode == 2, res.stderr
+    assert "labels.json" in res.stderr and "export it again" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_a_damaged_onnx_export_is_one_line_naming_the_users_folder(tmp_path, tone):
+    """onnxruntime logs its own coloured error on stderr before raising, and the bundled export is loaded
+    from an unpacked copy in the cache: the user saw ORT's log and a cache path they never gave."""
+    folder = tmp_path / "export"
+    shutil.copytree(DEMO_MODEL / "onnx", folder)
+    data = folder / "fdrl.onnx.data"
+    data.write_bytes(data.read_bytes()[:1000])
+    res = cli("stream.run", "--file", str(tone), "--model", str(folder), "--endpoint", free_endpoint())
+    line = assert_one_clean_line(res.stderr)
+    assert res.returncode == 2 and str(folder) in line and "onnxruntime" in line, res.stderr
+    assert "\x1b[" not in res.stderr and "[E:onnxruntime" not in res.stderr, res.stderr
 
 
 def test_start_status_publishes_the_real_bound_address(tmp_path):
