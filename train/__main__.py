@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shlex
 import sys
 import warnings
@@ -283,6 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.print_help(sys.stderr)
         return 2
     args.command_line = " ".join(shlex.quote(a) for a in ["python", "-m", "train", *argv])
+    if getattr(args, "no_progress", False):  # transformers' weight-loading bar too
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     log.addHandler(handler)
