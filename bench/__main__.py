@@ -9,7 +9,7 @@ import os
 import shlex
 import sys
 
-from fdrl_core.cli import add_debug_flag, debug_requested, run_main
+from fdrl_core.cli import add_debug_flag, check_output_dir, debug_requested, run_main
 
 # name -> (module, one-line help); a new benchmark is one more entry here
 BENCHMARKS = {
@@ -49,8 +49,15 @@ def _add_all(sub) -> argparse.ArgumentParser:
 
 
 def _run_one(name: str, module, args) -> int:
+    from bench.common import DEFAULT_OUT
+
+    def body():
+        if hasattr(args, "out") and not getattr(args, "one", None):  # not after minutes of measuring
+            check_output_dir(args.out or DEFAULT_OUT)
+        return module.run(args)
+
     # the benchmarks report a bad --audio/--model/--backend as ValueError
-    return run_main(f"bench {name}", lambda: module.run(args), debug=debug_requested(args), input_errors=(ValueError,))
+    return run_main(f"bench {name}", body, debug=debug_requested(args), input_errors=(ValueError,))
 
 
 def _run_all(args, parsers: dict, modules: dict) -> int:

@@ -215,7 +215,12 @@ def run(args) -> int:
 
     machine = describe(hardware_path(args.device))
     started = time.time()
-    counts = [int(x) for x in args.streams.split(",") if x.strip()]
+    try:
+        counts = [int(x) for x in args.streams.split(",") if x.strip()]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise ValueError(f"--streams {args.streams!r}: expected stream counts >= 1, comma-separated (e.g. 1,8)")
     rows = []
     for n in counts:
         cmd = [sys.executable, "-m", "bench", "multistream", "--one", str(n), "--stagger", str(args.stagger),

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from fdrl_core.cli import EXIT_FAILURE, add_debug_flag, debug_requested, first_line, run_main
+from fdrl_core.cli import (
+    EXIT_FAILURE,
+    RunError,
+    add_debug_flag,
+    check_output_dir,
+    debug_requested,
+    first_line,
+    run_main,
+)
 
 DEFAULT_ONNX_OUT = "build/onnx"
 
@@ -115,10 +124,17 @@ def _parser() -> argparse.ArgumentParser:
 
 def _cmd_onnx(args) -> int:
     from export.onnx_export import ExportOptions, export_onnx
+    from fdrl_core.checkpoint import read_config
 
     model = args.model or _default_model()
-    out = args.out or Path(DEFAULT_ONNX_OUT)
-    export_onnx(model, out, ExportOptions(opset=args.opset, text_model=args.text_model, verbose=args.verbose))
+    read_config(model)  # a bad model folder is said first
+    out = check_output_dir(args.out or Path(DEFAULT_ONNX_OUT))  # not after the ~30 s export
+    try:
+        export_onnx(model, out, ExportOptions(opset=args.opset, text_model=args.text_model, verbose=args.verbose))
+    except OSError as e:
+        if e.filename is not None:
+            raise
+        raise RunError(f"cannot write the export to {out}: {e.strerror or e}") from None  # a full disk
     print(out)
     return 0
 
@@ -194,6 +210,7 @@ def _cmd_ensure(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no weight-loading bars between our lines
     if args.command is None:
         _parser().print_help()
         return 2

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fdrl_core.checkpoint import checkpoint_hash, read_config
+from fdrl_core.cli import InputError
 from fdrl_core.export_format import INPUTS, ONNX_FILE, OUTPUTS, OnnxSidecar
 
 MIN_OPSET, MAX_OPSET = 17, 20  # TensorRT 10.3 (JetPack 6) parses opset 9..20
@@ -37,6 +38,10 @@ INPUT_SPECS = {
 
 class ExportError(RuntimeError):
     """An export that cannot be done (bad checkpoint, bad option); one line for the CLI."""
+
+
+class NotAnExport(ExportError, InputError):
+    """The folder the user named is not an ONNX export (exit 2: their input, not a failed export)."""
 
 
 @dataclass
@@ -306,7 +311,7 @@ def load_sidecar(onnx_dir: str | Path) -> OnnxSidecar:
     """The sidecar of an export folder, with a one-line error when the folder is not one."""
     folder = Path(onnx_dir).expanduser()
     if not (folder / ONNX_FILE).is_file():
-        raise ExportError(f"{folder} is not an ONNX export folder ({ONNX_FILE} is missing; "
+        raise NotAnExport(f"{folder} is not an ONNX export folder ({ONNX_FILE} is missing; "
                           "run `python -m export onnx` first)")
     try:
         return OnnxSidecar.load(folder)

@@ -83,7 +83,9 @@ class AudioFile:
             raise AudioError(f"{path} is a directory, not an audio file")
         if not path.exists():
             raise AudioError(f"audio file not found: {path}")
-        if path.is_file() and path.stat().st_size == 0:
+        if not path.is_file():  # a FIFO would block the open forever; devices and pipes cannot be re-read
+            raise AudioError(f"{path} is not a regular file (a pipe or device); give a WAV/FLAC/OGG/MP3 file")
+        if path.stat().st_size == 0:
             raise AudioError(f"audio file {path} is empty (0 bytes)")
         try:
             info = sf.info(str(path))

@@ -9,10 +9,13 @@ type, so a bug report has something to go on without a wall of text by default.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
+import tempfile
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -28,6 +31,18 @@ class RunError(RuntimeError):
 def add_debug_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true",
                         help="on an error, also print the Python traceback (default: one line)")
+
+
+def finite_float(text: str) -> float:
+    """argparse type for a number of seconds, dB, a probability...: argparse's own `float` takes 'nan' and
+    'inf', which then pass every `< 0` check and silently disable what they set."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, not {text!r}")
+    return value
 
 
 def debug_requested(args=None) -> bool:
@@ -47,7 +62,7 @@ def describe_os_error(e: OSError) -> str:
     what = e.strerror or type(e).__name__
     if e.filename is not None:
         return f"{e.filename}: {what}"
-    return first_line(e)
+    return e.strerror or first_line(e)  # 'No space left on device', not '[Errno 28] No space left on device'
 
 
 # file-level OS errors are the user's input (a path that is missing, a directory, unreadable)
@@ -92,9 +107,26 @@ def run_main(prog: str, body: Callable[[], int | None], *, debug: bool = False,
         return code
 
 
+def check_output_dir(path: str | os.PathLike, what: str = "--out") -> Path:
+    """Create an output folder now and write a test file in it, so a long run does not fail at its very end
+    (a file in the way, /proc, a read-only or full disk; as root os.access allows everything)."""
+    p = Path(path).expanduser()
+    if p.exists() and not p.is_dir():
+        raise InputError(f"{what} {p}: exists and is not a folder")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=p)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise InputError(f"{what} {p}: cannot write there ({e.strerror or e})") from None
+    return p
+
+
 def warn(prog: str, msg: str) -> None:
     print(f"{prog}: warning: {msg}", file=sys.stderr, flush=True)
 
 
 __all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "InputError", "RunError",
-           "add_debug_flag", "classify", "debug_requested", "first_line", "run_main", "warn"]
+           "add_debug_flag", "check_output_dir", "classify", "debug_requested", "finite_float", "first_line",
+           "run_main", "warn"]

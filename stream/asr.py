@@ -60,6 +60,10 @@ class AsrConfig:
             raise ValueError("beam sizes must be >= 1")
         if self.partial_every_s < 0 or self.first_partial_s < 0:
             raise ValueError("partial interval must be >= 0 (0 disables partials)")
+        if not 0 <= self.no_speech_threshold <= 1:
+            raise ValueError(f"--no-speech-threshold is a probability in [0, 1], not {self.no_speech_threshold:g}")
+        if self.logprob_threshold > 0:
+            raise ValueError(f"--logprob-threshold is a log-probability (<= 0), not {self.logprob_threshold:g}")
         return self
 
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
+from fdrl_core.cli import debug_requested
 from fdrl_core.export_format import ONNX_FILE, EngineSidecar, OnnxSidecar
 
 log = logging.getLogger(__name__)
@@ -226,6 +228,8 @@ class OnnxRuntimeBackend(_TokenizedBackend):
         super().__init__(Path(onnx_dir))
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if not debug_requested():  # ORT logs its own (coloured) copy of every load error; we say it in one line
+            opts.log_severity_level = 4
         if threads:
             opts.intra_op_num_threads = int(threads)
         available = ort.get_available_providers()
@@ -239,7 +243,10 @@ class OnnxRuntimeBackend(_TokenizedBackend):
             self.session = ort.InferenceSession(str(self.onnx_dir / ONNX_FILE), opts, providers=providers)
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise BackendError(f"onnxruntime cannot load {self.onnx_dir / ONNX_FILE}: {first}") from None
+            first = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", first)
+            where = Path(onnx_dir) / ONNX_FILE  # the folder the user gave, not the unpacked copy in the cache
+            raise BackendError(f"onnxruntime cannot load {where} (damaged or incomplete export? export it again): "
+                               f"{first}") from None
         self.providers = tuple(self.session.get_providers())
 
     def _probs(self, frames, texts):
@@ -488,8 +495,16 @@ def plan(kind: str, model: str | Path | None, *, engine_cache: str | Path | None
         return order, notes
     onnx_dir = path if what == "onnx" else path / ONNX_SUBDIR
     has_onnx = (onnx_dir / ONNX_FILE).is_file()
+    if what == "checkpoint":
+        from fdrl_core.checkpoint import read_config
+
+        classes = list(read_config(path).labels.classes)  # a broken config.json/labels.json, named, before all
     if has_onnx and what == "checkpoint" and not _export_matches(onnx_dir, path):
         notes.append(f"not using {onnx_dir}: it was exported from another version of {path}; export it again")
+        has_onnx = False
+    elif has_onnx and what == "checkpoint" and _onnx_sidecar(onnx_dir).labels != classes:
+        notes.append(f"not using {onnx_dir}: its labels {_onnx_sidecar(onnx_dir).labels} are not those of "
+                     f"{path / 'labels.json'} {classes}; export it again")
         has_onnx = False
     if has_onnx:
         if _engine_candidates(onnx_dir, cache):

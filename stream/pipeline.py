@@ -548,13 +548,14 @@ class Pipeline:
                 line = f"[{s.index}] {line}"
             try:
                 print(line, file=self.out, flush=True)
-            except BrokenPipeError:  # `| head`: the reader left; messages are still published
+            except OSError as e:  # `| head` (the reader left), a full disk: messages are still published
                 self.cfg.print_lines = False
                 try:
                     os.dup2(os.open(os.devnull, os.O_WRONLY), self.out.fileno())
                 except (OSError, ValueError):
                     pass
-                print("stream: stdout was closed; lines are no longer printed (messages are still published)",
+                why = "was closed" if isinstance(e, BrokenPipeError) else f"cannot be written ({e.strerror or e})"
+                print(f"stream: stdout {why}; lines are no longer printed (messages are still published)",
                       file=self.log, flush=True)
 
     def _printable(self, topic: str, msg: dict) -> bool:

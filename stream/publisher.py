@@ -92,6 +92,15 @@ def parse_endpoint(text: str, *, what: str = "--endpoint") -> Endpoint:
     return Endpoint(text, scheme, host=host, port=port)
 
 
+def parse_connect_endpoint(text: str, *, what: str = "--endpoint") -> Endpoint:
+    """An endpoint a subscriber can connect to (stream.subscribe, the dashboard): one host and port."""
+    ep = parse_endpoint(text, what=what)
+    if ep.scheme == "tcp" and (ep.port in ("*", "0") or ep.host == "*"):
+        raise PublisherError(f"{what} {text}: a subscriber connects to one host and port "
+                             "(e.g. tcp://127.0.0.1:5556)")
+    return ep
+
+
 def _certificate(path: str | Path, what: str, missing: str) -> tuple[bytes, bytes | None]:
     """(public, secret or None) of a certificate file written by `python -m stream.keys`."""
     import zmq.auth

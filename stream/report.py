@@ -93,6 +93,12 @@ def check_writable(path: str | os.PathLike) -> Path:
         raise ReportError(f"cannot write the report to {p}: folder {parent} does not exist")
     if not os.access(parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
         raise ReportError(f"cannot write the report to {p}: permission denied")
+    try:  # as root os.access says yes to everything, and some folders (/proc, read-only mounts) take no file
+        fd, probe = tempfile.mkstemp(prefix=f".{p.name}.", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ReportError(f"cannot write the report to {p}: {e.strerror or e}") from None
     return p
 
 
@@ -100,7 +106,10 @@ def write_report(path: str | os.PathLike, messages: Iterable[tuple[str, dict]], 
     """Write atomically (a crash never leaves half a report)."""
     p = check_writable(path)
     text = build_report(messages, **kw)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent or ".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent or ".")
+    except OSError as e:
+        raise ReportWriteError(f"cannot write the report to {p}: {e.strerror or e}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -131,13 +140,17 @@ class Recorder:
 
 def read_capture(path: str | os.PathLike) -> list[tuple[str, dict]]:
     """Messages recorded with `stream.subscribe --json` (one JSON message per line; `schema` names the topic)."""
+    from fdrl_core.manifest import read_utf8
+
     p = Path(path)
     try:
-        lines = p.read_text(encoding="utf-8").splitlines()
+        lines = read_utf8(p).splitlines()
     except FileNotFoundError:
         raise ReportError(f"{p}: no such file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ReportError(f"{p}: cannot read it ({getattr(e, 'strerror', None) or e})") from None
+    except OSError as e:
+        raise ReportError(f"{p}: cannot read it ({e.strerror or e})") from None
+    except ValueError as e:  # a byte that is not UTF-8, with its line and column
+        raise ReportError(str(e)) from None
     out = []
     for n, line in enumerate(lines, 1):
         if not line.strip():

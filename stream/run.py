@@ -17,7 +17,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from fdrl_core.cli import EXIT_FAILURE, InputError, add_debug_flag, debug_requested, first_line, run_main
+from fdrl_core.cli import EXIT_FAILURE, InputError, add_debug_flag, debug_requested, finite_float, first_line, run_main
 from stream.publisher import DEFAULT_ENDPOINT
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "call pays CUDA's lazy set-up (default: %(default)s)")
     mod.add_argument("--language", default=d_asr.language, help="language for multilingual Whisper models")
     mod.add_argument("--beam-size", type=int, default=d_asr.beam_size, help="final-pass beam (default: %(default)s)")
-    mod.add_argument("--partial-every", type=float, default=None, metavar="S",
+    mod.add_argument("--partial-every", type=finite_float, default=None, metavar="S",
                      help=f"a partial transcript per S seconds of new speech; 0 disables (default: "
                           f"{d_asr.partial_every_s} for microphones and --realtime; a file played as fast "
                           f"as possible gets partials only when this is given)")
@@ -103,11 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     mod.add_argument("--stable-passes", type=int, default=d_pipe.stable_passes, metavar="N",
                      help="a provisional emotion is marked stable once its label held for N passes "
                           "(default: %(default)s)")
-    mod.add_argument("--stable-confidence", type=float, default=d_pipe.stable_confidence, metavar="P",
+    mod.add_argument("--stable-confidence", type=finite_float, default=d_pipe.stable_confidence, metavar="P",
                      help="... and its latest probability is at least P (default: %(default)s)")
-    mod.add_argument("--no-speech-threshold", type=float, default=d_asr.no_speech_threshold,
+    mod.add_argument("--no-speech-threshold", type=finite_float, default=d_asr.no_speech_threshold,
                      help="hallucination guard: Whisper no-speech probability (default: %(default)s)")
-    mod.add_argument("--logprob-threshold", type=float, default=d_asr.logprob_threshold,
+    mod.add_argument("--logprob-threshold", type=finite_float, default=d_asr.logprob_threshold,
                      help="hallucination guard: minimum average log-probability (default: %(default)s)")
 
     vad = ap.add_argument_group("voice activity detection")
@@ -124,13 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="audio kept after the last speech frame; also the pause after which a live source "
                           "publishes an early final (longer: fewer finals revised after a pause inside a sentence, "
                           "later finals) (default: %(default)s)")
-    vad.add_argument("--end-gate-db", type=float, default=d_vad.end_gate_db, metavar="DB",
+    vad.add_argument("--end-gate-db", type=finite_float, default=d_vad.end_gate_db, metavar="DB",
                      help="end of speech: a speech frame must be this much louder than the background, so "
                           "webrtcvad's own overhang is not waited for; 0 trusts webrtcvad alone (default: "
                           "%(default)s)")
     vad.add_argument("--min-speech-ms", type=int, default=d_vad.min_speech_ms,
                      help="shorter bursts are ignored as noise (default: %(default)s)")
-    vad.add_argument("--max-utterance", type=float, default=d_vad.max_utterance_s, metavar="S",
+    vad.add_argument("--max-utterance", type=finite_float, default=d_vad.max_utterance_s, metavar="S",
                      help="longer speech is split (default: %(default)s)")
 
     pub = ap.add_argument_group("publishing and output")
@@ -147,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "subscribe; only on a trusted, firewalled network)")
     pub.add_argument("--stream-id", help="stream id in every message (default: host-pid-random); with several "
                                          "sources, stream i gets ID-i")
-    pub.add_argument("--heartbeat", type=float, default=1.0, metavar="S", help="status interval (default: %(default)s)")
+    pub.add_argument("--heartbeat", type=finite_float, default=1.0, metavar="S",
+                     help="status interval (default: %(default)s)")
     pr = pub.add_mutually_exclusive_group()
     pr.add_argument("--print", dest="print_lines", action="store_true", default=None,
                     help="print one line per utterance (default on for --file/--demo)")
@@ -157,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also serve the live dashboard page (default 127.0.0.1:8765; loopback only); when the "
                           "input ends it stays up until Ctrl-C")
     pub.add_argument("--report", metavar="OUT.html", help="write a self-contained HTML report of the run at the end")
-    pub.add_argument("--stop-timeout", type=float, default=STOP_TIMEOUT_S, metavar="S",
+    pub.add_argument("--stop-timeout", type=finite_float, default=STOP_TIMEOUT_S, metavar="S",
                      help="after Ctrl-C/SIGTERM, finish the utterance in flight for at most S seconds, then exit "
                           "regardless (default: %(default)s)")
     add_debug_flag(pub)
@@ -456,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         watch.timeout = args.stop_timeout
+        if args.debug:  # the audio driver's and onnxruntime's own diagnostics too
+            os.environ["FDRL_DEBUG"] = "1"
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may download at run time
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no weight-loading bars between our lines
 

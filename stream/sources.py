@@ -291,32 +291,61 @@ class DemoSource(FileSource):
 class _QuietStderr:
     """PortAudio and ALSA print their own diagnostics on fd 2 while they probe devices ("ALSA lib
     pcm.c: ... Unknown PCM"); we report one line ourselves, so their lines are kept out of the way.
-    FDRL_DEBUG=1 lets them through."""
+    FDRL_DEBUG=1 (or --debug) lets them through.
+
+    Only the C libraries are silenced: Python's sys.stderr is first moved onto its own copy of fd 2, so
+    a driver call that hangs inside this block (a frozen audio server; the call is abandoned and the
+    block never exits) cannot swallow the error line, or anything else we print afterwards."""
+
+    lock = threading.Lock()
+    depth = 0
 
     def __enter__(self):
         import os
-        import sys
 
         self.fd = None
         if os.environ.get("FDRL_DEBUG", "") not in ("", "0"):
             return self
-        try:
-            sys.stderr.flush()
-            self.fd = os.dup(2)
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, 2)
-            os.close(devnull)
-        except OSError:
-            self.fd = None
+        with self.lock:
+            try:
+                _own_python_stderr()
+                if _QuietStderr.depth == 0:
+                    self.fd = os.dup(2)
+                    devnull = os.open(os.devnull, os.O_WRONLY)
+                    os.dup2(devnull, 2)
+                    os.close(devnull)
+                    _QuietStderr.depth = 1
+            except OSError:
+                self.fd = None
         return self
 
     def __exit__(self, *exc):
         import os
 
         if self.fd is not None:
-            os.dup2(self.fd, 2)
-            os.close(self.fd)
+            with self.lock:
+                os.dup2(self.fd, 2)
+                os.close(self.fd)
+                _QuietStderr.depth = 0
         return False
+
+
+def _own_python_stderr() -> None:
+    """Point sys.stderr at a duplicate of fd 2 (once), so redirecting fd 2 only affects C code."""
+    import os
+    import sys
+
+    err = sys.stderr
+    if err is None or err is not sys.__stderr__ or getattr(_own_python_stderr, "done", False):
+        return  # closed, or replaced already (pytest's capture, or by us)
+    try:
+        if err.fileno() != 2:
+            return
+        err.flush()
+        sys.stderr = os.fdopen(os.dup(2), "w", buffering=1, encoding=err.encoding, errors=err.errors)
+    except (OSError, ValueError, AttributeError):
+        return
+    _own_python_stderr.done = True
 
 
 def _import_sounddevice():

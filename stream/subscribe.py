@@ -12,13 +12,13 @@ import os
 import sys
 import time
 
-from fdrl_core.cli import InputError, add_debug_flag, debug_requested, run_main
+from fdrl_core.cli import InputError, RunError, add_debug_flag, debug_requested, finite_float, run_main
 from stream.messages import TOPICS, format_line, validate
 from stream.publisher import (
     DEFAULT_ENDPOINT,
     PublisherError,
     add_subscriber_curve_args,
-    parse_endpoint,
+    parse_connect_endpoint,
     subscriber_curve_keys,
 )
 
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--partials", action="store_true", help="human output: also partial transcripts and emotions")
     ap.add_argument("--validate", action="store_true", help="check every message against stream/schema/*.json")
     ap.add_argument("--count", type=int, default=0, metavar="N", help="exit after N final emotion messages")
-    ap.add_argument("--timeout", type=float, default=0, metavar="S",
+    ap.add_argument("--timeout", type=finite_float, default=0, metavar="S",
                     help="exit when no message has come for S seconds (counted from the first message)")
     add_subscriber_curve_args(ap)
     add_debug_flag(ap)
@@ -49,10 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 def _connect(args):
     import zmq
 
-    ep = parse_endpoint(args.endpoint)
-    if ep.scheme == "tcp" and (ep.port in ("*", "0") or ep.host == "*"):
-        raise InputError(f"--endpoint {args.endpoint}: a subscriber connects to one host and port "
-                         "(e.g. tcp://127.0.0.1:5556)")
+    ep = parse_connect_endpoint(args.endpoint)
     keys = subscriber_curve_keys(args.curve_server_key, args.curve_secret)
     sock = zmq.Context.instance().socket(zmq.SUB)
     sock.setsockopt(zmq.LINGER, 0)
@@ -79,6 +76,10 @@ def _run(args) -> int:
         raise InputError(f"unknown topic(s) {', '.join(bad) or '(none)'}; choose from {', '.join(TOPICS)}")
     if args.count < 0 or args.timeout < 0:
         raise InputError("--count and --timeout must be >= 0")
+    if args.count and "emotion" not in topics:
+        raise InputError(f"--count counts final emotion messages; add emotion to --topics {args.topics!r}")
+    if sys.stdout is None:
+        raise InputError("stdout is closed: nowhere to print the messages (redirect it to a file or /dev/null)")
     import zmq
 
     sock = _connect(args)
@@ -140,6 +141,9 @@ def _run(args) -> int:
         pass
     except BrokenPipeError:  # `| head`: the reader is gone, which is not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except OSError as e:  # a full disk: what was received could not be kept, so the run failed
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise RunError(f"cannot write to stdout: {e.strerror or e}") from None
     finally:
         sock.close()
     return 1 if invalid else 0

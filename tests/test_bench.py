@@ -88,6 +88,18 @@ def test_bad_audio_is_one_clean_line(tmp_path):
     assert not list(tmp_path.glob("pipeline-*.json"))
 
 
+def test_bad_out_and_stream_counts_are_refused_before_measuring(tmp_path):
+    """`--out` where nothing can be written failed only after minutes of measuring; `--streams 0` after
+    loading the models, as a run-time failure."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for args, why in ((("windows", "--out", str(blocker)), "exists and is not a folder"),
+                      (("multistream", "--streams", "0", "--out", str(tmp_path)), "--streams")):
+        res = bench(*args, timeout=120)
+        lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
+        assert res.returncode == 2 and len(lines) == 1 and why in lines[0], res.stderr
+
+
 def test_help_lists_every_benchmark():
     res = bench("--help", timeout=120)
     assert res.returncode == 0

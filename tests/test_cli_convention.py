@@ -3,10 +3,12 @@ exit 0 success, 1 run-time failure, 2 usage/input error; one line by default; --
 errors name the file, field and line at fault."""
 
 import json
+import os
 import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,9 +33,9 @@ def tone(tmp_path_factory):
     return path
 
 
-def _bad_model(tmp_path, config_edit=None, labels_text=None):
+def _bad_model(tmp_path, config_edit=None, labels_text=None, with_export=False):
     folder = tmp_path / "model"
-    shutil.copytree(DEMO_MODEL, folder, ignore=shutil.ignore_patterns("onnx"))  # the checkpoint itself is read
+    shutil.copytree(DEMO_MODEL, folder, ignore=None if with_export else shutil.ignore_patterns("onnx"))
     if config_edit:
         cfg = json.loads((folder / "config.json").read_text())
         cfg.update(config_edit)
@@ -81,6 +83,16 @@ def test_a_directory_given_to_file_says_so(tmp_path):
     assert res.returncode == 2 and "Traceback" in res.stderr and "is a directory" in res.stderr
 
 
+def test_a_fifo_or_device_given_to_file_is_refused_at_once(tmp_path):
+    """A named pipe with no writer would block the open forever (and a pipe cannot be read twice, as the
+    file checks need): one line, exit 2, no hang."""
+    fifo = tmp_path / "talk.wav"
+    os.mkfifo(fifo)
+    for path in (fifo, Path(os.devnull)):
+        res = cli("stream.run", "--file", str(path), "--endpoint", free_endpoint(), timeout=60)
+        assert res.returncode == 2 and "not a regular file" in assert_one_clean_line(res.stderr), res.stderr
+
+
 def test_nan_samples_exit_2_with_one_line(tmp_path):
     x = (0.1 * np.sin(np.arange(32000) / 5)).astype(np.float32)
     x[20000:20010] = np.nan
@@ -106,12 +118,15 @@ def test_bad_or_wide_endpoints_are_refused(tone, endpoint, why):
 
 def test_usage_errors(tone):
     for args, why in ((("--loop", "0"), "--loop"), (("--device", "1"), "--device only applies to --mic"),
-                      (("--stop-timeout", "0"), "--stop-timeout")):
+                      (("--stop-timeout", "0"), "--stop-timeout"), (("--no-speech-threshold", "5"), "probability")):
         res = cli("stream.run", "--file", str(tone), "--endpoint", free_endpoint(), *args, timeout=120)
         assert res.returncode == 2 and why in assert_one_clean_line(res.stderr), res.stderr
     res = cli("stream.run", "--curve-secret", "/nonexistent/server.key_secret", "--file", str(tone),
               "--endpoint", free_endpoint(), timeout=120)
     assert res.returncode == 2 and "server.key_secret: no such file" in assert_one_clean_line(res.stderr)
+    for flag in ("--partial-every", "--heartbeat", "--stop-timeout", "--end-gate-db"):  # nan passed every check
+        res = cli("stream.run", "--file", str(tone), "--endpoint", free_endpoint(), flag, "nan", timeout=120)
+        assert res.returncode == 2 and "finite number" in res.stderr and "Traceback" not in res.stderr, res.stderr
 
 
 def test_model_folder_errors_name_file_and_field(tmp_path, tone):
@@ -126,6 +141,32 @@ def test_model_folder_errors_name_file_and_field(tmp_path, tone):
     assert res.returncode == 2 and "labels.json line 1" in line and "config.json" not in line
     res = cli("export", "onnx", "--model", str(banana), "--out", str(tmp_path / "onnx"), timeout=120)
     assert res.returncode == 2 and "'d_model'" in assert_one_clean_line(res.stderr)
+
+
+def test_a_broken_labels_json_is_named_even_when_the_folder_has_an_onnx_export(tmp_path, tone):
+    """The default backend runs the folder's ONNX export; labels.json (authoritative for the label set) was
+    not read at all, so a broken or changed one went unnoticed (exit 0, the export's old labels)."""
+    broken = _bad_model(tmp_path / "a", labels_text="neutral, happy, angry, sad\n", with_export=True)
+    res = cli("stream.run", "--file", str(tone), "--model", str(broken), "--endpoint", free_endpoint())
+    assert res.returncode == 2 and "labels.json line 1" in assert_one_clean_line(res.stderr), res.stderr
+    changed = _bad_model(tmp_path / "b", labels_text=json.dumps({"name": "two", "classes": ["calm", "upset"]}),
+                         with_export=True)
+    res = cli("stream.run", "--file", str(tone), "--model", str(changed), "--endpoint", free_endpoint())
+    assert res.returncode == 2, res.stderr
+    assert "labels.json" in res.stderr and "export it again" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_a_damaged_onnx_export_is_one_line_naming_the_users_folder(tmp_path, tone):
+    """onnxruntime logs its own coloured error on stderr before raising, and the bundled export is loaded
+    from an unpacked copy in the cache: the user saw ORT's log and a cache path they never gave."""
+    folder = tmp_path / "export"
+    shutil.copytree(DEMO_MODEL / "onnx", folder)
+    data = folder / "fdrl.onnx.data"
+    data.write_bytes(data.read_bytes()[:1000])
+    res = cli("stream.run", "--file", str(tone), "--model", str(folder), "--endpoint", free_endpoint())
+    line = assert_one_clean_line(res.stderr)
+    assert res.returncode == 2 and str(folder) in line and "onnxruntime" in line, res.stderr
+    assert "\x1b[" not in res.stderr and "[E:onnxruntime" not in res.stderr, res.stderr
 
 
 def test_start_status_publishes_the_real_bound_address(tmp_path):
@@ -163,6 +204,21 @@ def test_subscribe_usage_errors():
     assert res.returncode == 2 and "port must be" in assert_one_clean_line(res.stderr)
     res = cli("stream.subscribe", "--topics", "emotions", timeout=60)
     assert res.returncode == 2 and "unknown topic" in assert_one_clean_line(res.stderr)
+    # --count counts final emotions: with no emotion topic it could never be reached (it waited forever)
+    res = cli("stream.subscribe", "--topics", "status", "--count", "1", timeout=60)
+    assert res.returncode == 2 and "--count" in assert_one_clean_line(res.stderr)
+    for bad in ("nan", "inf", "-1"):
+        res = cli("stream.subscribe", "--timeout", bad, timeout=60)
+        assert res.returncode == 2 and "--timeout" in res.stderr and "Traceback" not in res.stderr, res.stderr
+
+
+def test_subscribe_with_nowhere_to_print():
+    """stdout closed (`>&-`): every message would be dropped without a word; a full disk: one plain line."""
+    res = subprocess.run([sys.executable, "-m", "stream.subscribe", "--endpoint", free_endpoint()], cwd=REPO,
+                         env=clean_env(PYTHONPATH=str(REPO)), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True, timeout=60, pass_fds=(),
+                         preexec_fn=lambda: os.close(1))
+    assert res.returncode == 2 and "stdout is closed" in assert_one_clean_line(res.stderr), res.stderr
 
 
 def test_manifest_with_a_non_utf8_byte_names_file_line_and_column(tmp_path):
@@ -180,3 +236,16 @@ def test_manifest_with_a_non_utf8_byte_names_file_line_and_column(tmp_path):
     assert res.returncode == 2
     line = assert_one_clean_line(res.stderr)
     assert line.startswith("train: ") and "manifest.csv line 3" in line and "UTF-8" in line
+
+
+def test_stdout_on_a_full_disk_stops_printing_but_not_publishing():
+    """`stream.run --demo > /dev/full`: the printed lines cannot be written; every utterance is still
+    published and counted, with one warning instead of an error per utterance."""
+    with open("/dev/full", "w") as full:
+        res = subprocess.run([sys.executable, "-m", "stream.run", "--demo", "--endpoint", free_endpoint()], cwd=REPO,
+                             env=clean_env(PYTHONPATH=str(REPO)), stdout=full, stderr=subprocess.PIPE, text=True,
+                             timeout=240)
+    assert res.returncode == 0, res.stderr
+    assert "failed in publish" not in res.stderr and "errors 0" in res.stderr, res.stderr
+    assert res.stderr.count("No space left on device") == 1, res.stderr
+    assert "summary: 8 utterances" in res.stderr

@@ -146,6 +146,9 @@ def test_dashboard_serves_beyond_loopback_only_when_asked():
 
 def test_dashboard_bad_endpoint_and_port_in_use():
     assert "not-an-endpoint" in _one_line_error(["stream.dashboard", "not-an-endpoint", "--port", "0"])
+    # the same rules as stream.subscribe: a port that cannot exist, or a wildcard nobody can connect to
+    assert "port must be 1-65535" in _one_line_error(["stream.dashboard", "tcp://127.0.0.1:99999", "--port", "0"])
+    assert "one host and port" in _one_line_error(["stream.dashboard", "tcp://127.0.0.1:*", "--port", "0"])
     import socket
 
     with socket.socket() as s:
@@ -159,6 +162,25 @@ def test_run_refuses_an_unwritable_report_before_loading_models(tmp_path):
     line = _one_line_error(["stream.run", "--demo", "--report", str(tmp_path / "missing" / "r.html")])
     assert "does not exist" in line  # one line and nothing else: the models were never loaded
     assert "--insecure-bind-any" in _one_line_error(["stream.run", "--demo", "--dashboard", "0.0.0.0:0"])
+
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+def test_a_report_folder_that_accepts_no_files_is_refused_up_front():
+    """/proc passes a permission check (as root: everything does) but takes no new file: refused before
+    the run, naming the report, not after it naming a temporary file."""
+    line = _one_line_error(["stream.run", "--demo", "--report", "/proc/r.html"])
+    assert "cannot write the report to /proc/r.html" in line and ".r.html." not in line
+    line = _one_line_error(["stream.report", "capture.jsonl", "-o", "/proc/r.html"])
+    assert "cannot write the report to /proc/r.html" in line
+
+
+
+def test_report_names_the_line_of_a_non_utf8_byte(tmp_path):
+    capture = tmp_path / "run.jsonl"
+    capture.write_bytes(b'{"schema": "fdrl.status/1"}\n\xff\xfe\n')
+    line = _one_line_error(["stream.report", str(capture), "-o", str(tmp_path / "r.html")])
+    assert "run.jsonl line 2 column 1: byte 0xff is not UTF-8" in line
 
 
 def _read_events(url: str, n: int, timeout: float = 10, until=None) -> list[list[dict]]:

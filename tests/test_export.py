@@ -179,8 +179,12 @@ def test_cli_bad_model_is_one_line_error(tmp_path, capsys):
     assert main(["onnx", "--model", str(tmp_path), "--opset", "23"]) != 0
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and ("opset" in err or "not an FDRL checkpoint" in err)
-    assert main(["check", "--onnx", str(tmp_path)]) != 0
+    assert main(["check", "--onnx", str(tmp_path)]) == 2  # the user's input, not a failed check
     assert "not an ONNX export folder" in capsys.readouterr().err
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["onnx", "--out", str(blocker)]) == 2  # refused before the ~30 s export
+    assert "exists and is not a folder" in capsys.readouterr().err
 
 
 def test_cli_trt_without_tensorrt_says_so_in_one_line(tmp_path, capsys):

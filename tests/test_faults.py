@@ -119,3 +119,30 @@ def test_sigterm_with_pulseaudio_frozen_publishes_and_exits(tmp_path, ckpt, virt
     assert finals and finals[0]["utterance_id"] == 0, "the utterance in flight is published"
 
 
+
+
+# PortAudio's loader hangs inside the quiet-stderr block (a frozen audio server at start-up)
+HUNG_LOADER_RUN = r"""
+import sys, threading
+import stream.sources as sources
+
+def hung_import():
+    with sources._QuietStderr():
+        threading.Event().wait()
+
+sources._import_sounddevice = hung_import
+sources.DRIVER_OPEN_TIMEOUT_S = 0.5
+from stream.run import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("args", [["--mic"], ["--list-devices"]])
+def test_a_driver_hung_while_stderr_is_silenced_still_gets_its_error_line(args):
+    """Silencing PortAudio's noise on fd 2 inside a driver call that never returns must not silence our
+    own messages: the user gets the one line saying why, not an exit 2 with nothing printed."""
+    proc = subprocess.run([sys.executable, "-c", HUNG_LOADER_RUN, *args, "--endpoint", free_endpoint()],
+                          cwd=REPO, env=clean_env(PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "did not return from loading PortAudio" in lines[0], proc.stderr

@@ -350,6 +350,27 @@ def test_cli_bad_input_gives_one_line_and_nonzero_exit(tmp_path, argv, message, 
     assert not any("Traceback" in line for line in err)
 
 
+def test_cli_evaluate_and_manifest_errors_speak_the_command_line(tmp_path, capsys, tiny_corpus):
+    """A model folder no backend opens is the user's input (exit 2, was 'unexpected error', exit 1); an
+    unknown label points at --drop-unknown-labels, not at a Python argument."""
+    from train.__main__ import main
+
+    (tmp_path / "empty").mkdir()
+    assert main(["evaluate", "--model", str(tmp_path / "empty"), "--corpus", str(tiny_corpus), "--no-progress",
+                 "--out", str(tmp_path / "ev")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "is not a model folder" in err[-1] and "unexpected" not in err[-1]
+    manifest = tmp_path / "bored.csv"
+    manifest.write_text("path,text,label\nx.wav,hello,bored\n")
+    assert main(["fit", "--corpus", str(manifest), "--out", str(tmp_path / "fit"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "label 'bored'" in err[-1] and "--drop-unknown-labels" in err[-1]
+
+    # an --out that cannot be written is refused before the corpus is read (not after hours of training)
+    assert main(["fit", "--corpus", str(tmp_path / "missing.csv"), "--out", str(manifest), "--no-progress"]) == 2
+    assert "exists and is not a folder" in capsys.readouterr().err
+
+
 def test_cli_missing_corpus_in_a_fresh_process(tmp_path):
     out = subprocess.run([sys.executable, "-m", "train", "fit", "--corpus", str(tmp_path / "missing"), "--out",
                           str(tmp_path / "run")], capture_output=True, text=True, timeout=120)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shlex
 import sys
 import warnings
@@ -26,7 +27,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from fdrl_core.assets import AssetError
 from fdrl_core.checkpoint import CheckpointError
-from fdrl_core.cli import add_debug_flag, debug_requested, run_main
+from fdrl_core.cli import add_debug_flag, check_output_dir, debug_requested, run_main
 from fdrl_core.config import FDRLConfig
 from fdrl_core.labels import LABEL_SETS, LabelSet
 from train.features import FeatureCache, FrontendOptions, default_cache_dir
@@ -147,6 +148,9 @@ def _evaluate(args) -> int:
         torch.set_num_threads(args.threads)
     utts, _ = _load_corpus(args, labels)
     out = Path(args.out) if args.out else Path("runs") / f"evaluate-{model.name}-{Path(args.corpus).stem}"
+    check_output_dir(out)
+    if args.limit < 0:
+        raise ValueError(f"--limit must be >= 0 (0: every utterance), not {args.limit}")
     min_conf = UncertaintyConfig().min_confidence if args.min_confidence is None else args.min_confidence
     if not 0 <= min_conf <= 1:
         raise ValueError("--min-confidence must be in [0, 1]")
@@ -230,6 +234,8 @@ def _run(args) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    if args.command in ("fit", "ablate"):  # before the corpus is read and its features computed
+        check_output_dir(args.out)
     utts, corpus = _load_corpus(args, labels)
     cache = _cache(args, max_tokens)
     progress = not args.no_progress
@@ -278,6 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.print_help(sys.stderr)
         return 2
     args.command_line = " ".join(shlex.quote(a) for a in ["python", "-m", "train", *argv])
+    if getattr(args, "no_progress", False):  # transformers' weight-loading bar too
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     log.addHandler(handler)
@@ -289,8 +297,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         # the trainer reports what the user gave it (corpus rows, labels, --set values) as ValueError/KeyError
+        from stream.backends import BackendError  # evaluate: a model folder no backend can open
+        from stream.emotion import ModelMissing
+
         return run_main("train", body, debug=debug_requested(args),
-                        input_errors=(ValueError, KeyError, AssetError, CheckpointError),
+                        input_errors=(ValueError, KeyError, AssetError, CheckpointError, BackendError, ModelMissing),
                         on_interrupt="interrupted: rerun the same command to resume")
     finally:
         log.removeHandler(handler)

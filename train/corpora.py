@@ -272,7 +272,7 @@ def load_manifest(path: str | Path, *, labels: Labels | None = None, unknown_lab
         if label is None:
             if unknown_labels == "error":
                 raise ValueError(f"{where}: label {raw!r} is not in the label set {classes}; "
-                                 "pass unknown_labels='drop' to filter such rows")
+                                 "--drop-unknown-labels (unknown_labels='drop') skips such rows")
             unknown[raw] += 1
             continue
         rel = str(row["path"]).strip()

@@ -313,6 +313,9 @@ def check_endpoint(endpoint: str) -> str:
     """A ZeroMQ endpoint we can connect to (one-line error otherwise)."""
     import zmq
 
+    from stream.publisher import parse_connect_endpoint
+
+    parse_connect_endpoint(endpoint, what="endpoint")
     probe = zmq.Context.instance().socket(zmq.SUB)
     probe.setsockopt(zmq.LINGER, 0)
     try:
