@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--count", type=int, default=0, metavar="N", help="exit after N final emotion messages")
     ap.add_argument("--timeout", type=finite_float, default=0, metavar="S",
                     help="exit when no message has come for S seconds (counted from the first message)")
+    ap.add_argument("--wait", type=finite_float, default=0, metavar="S",
+                    help="give up (exit 1) when not one message has come within S seconds of starting, e.g. "
+                         "nothing publishes at --endpoint (default: 0 = wait for the publisher forever)")
     add_subscriber_curve_args(ap)
     add_debug_flag(ap)
     return ap
@@ -74,8 +77,8 @@ def _run(args) -> int:
     bad = [t for t in topics if t not in TOPICS]
     if bad or not topics:
         raise InputError(f"unknown topic(s) {', '.join(bad) or '(none)'}; choose from {', '.join(TOPICS)}")
-    if args.count < 0 or args.timeout < 0:
-        raise InputError("--count and --timeout must be >= 0")
+    if args.count < 0 or args.timeout < 0 or args.wait < 0:
+        raise InputError("--count, --timeout and --wait must be >= 0")
     if args.count and "emotion" not in topics:
         raise InputError(f"--count counts final emotion messages; add emotion to --topics {args.topics!r}")
     if sys.stdout is None:
@@ -87,12 +90,15 @@ def _run(args) -> int:
         sock.setsockopt(zmq.SUBSCRIBE, t.encode())
     last_seq: dict[tuple[str, str], int] = {}
     finals, invalid = 0, 0
-    last_msg = None
+    last_msg, started = None, time.monotonic()
     try:
         while True:
             if not sock.poll(200):
                 if args.timeout and last_msg is not None and time.monotonic() - last_msg > args.timeout:
                     break
+                if args.wait and last_msg is None and time.monotonic() - started > args.wait:
+                    raise RunError(f"no message from {args.endpoint} in {args.wait:g} s: is stream.run publishing "
+                                   "there (same --endpoint, same CURVE keys)?")
                 continue
             last_msg = time.monotonic()
             parts = sock.recv_multipart()

@@ -212,6 +212,14 @@ def test_subscribe_usage_errors():
         assert res.returncode == 2 and "--timeout" in res.stderr and "Traceback" not in res.stderr, res.stderr
 
 
+def test_subscribe_wait_gives_up_when_nothing_publishes():
+    """--wait S: a subscriber pointed at the wrong place says so and exits 1, instead of waiting forever."""
+    endpoint = free_endpoint()
+    res = cli("stream.subscribe", "--endpoint", endpoint, "--wait", "1", timeout=60)
+    line = assert_one_clean_line(res.stderr)
+    assert res.returncode == 1 and f"no message from {endpoint} in 1 s" in line, res.stderr
+
+
 def test_subscribe_with_nowhere_to_print():
     """stdout closed (`>&-`): every message would be dropped without a word; a full disk: one plain line."""
     res = subprocess.run([sys.executable, "-m", "stream.subscribe", "--endpoint", free_endpoint()], cwd=REPO,
