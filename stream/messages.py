@@ -17,7 +17,7 @@ import uuid
 from functools import cache
 from pathlib import Path
 
-SCHEMAS = {"emotion": "fdrl.emotion/3", "transcript": "fdrl.transcript/2", "status": "fdrl.status/1"}
+SCHEMAS = {"emotion": "fdrl.emotion/4", "transcript": "fdrl.transcript/2", "status": "fdrl.status/2"}
 FINAL_KINDS = ("early", "confirmed")
 TOPICS = tuple(SCHEMAS)
 SCHEMA_DIR = Path(__file__).resolve().parent / "schema"
@@ -63,8 +63,10 @@ class MessageFactory:
                 confidence: float, modalities: tuple[str, ...] | list[str], asr_ms: float, emotion_ms: float,
                 eos_to_publish_ms: float | None, model: str, stable: bool | None = None,
                 final_kind: str | None = None, revises: int | None = None, uncertain: bool = False,
-                uncertain_reason: str | None = None) -> dict:
-        """uncertain: the model should not be believed here (low calibrated confidence, or audio that is not
+                uncertain_reason: str | None = None, voice_end_to_publish_ms: float | None = None) -> dict:
+        """voice_end_to_publish_ms: from the last voiced audio of the utterance to publishing, for paced
+        (live) audio only: what a listener waits after they stop speaking.
+        uncertain: the model should not be believed here (low calibrated confidence, or audio that is not
         speech-like); label and scores are still given, uncertain_reason says why.
         stable: a partial whose label held for the configured number of passes (finals: always true).
         final_kind (finals): "early" = published when the pause fixed the audio, before the hangover
@@ -76,7 +78,8 @@ class MessageFactory:
                 "scores": {k: _r(v, 4) for k, v in scores.items()}, "confidence": _r(confidence, 4),
                 "modalities": list(modalities), "model": model,
                 "latency_ms": {"asr": _r(asr_ms, 1), "emotion": _r(emotion_ms, 1),
-                               "eos_to_publish": _r(eos_to_publish_ms, 1)},
+                               "eos_to_publish": _r(eos_to_publish_ms, 1),
+                               "voice_end_to_publish": _r(voice_end_to_publish_ms, 1)},
                 "stable": (not partial) if stable is None else bool(stable or not partial),
                 **_finality(partial, final_kind, revises),
                 "uncertain": bool(uncertain), "uncertain_reason": uncertain_reason if uncertain else None}
@@ -148,7 +151,9 @@ def format_emotion(m: dict) -> str:
     if m["partial"]:
         stable = ", stable" if m.get("stable") else ""
         return f"  ~ {_span(m)} {m['label']} {m['confidence']:.2f}  {text}  (partial r{m['revision']}{stable}, {mods})"
-    lat = m["latency_ms"].get("eos_to_publish")
+    lat = m["latency_ms"].get("voice_end_to_publish")
+    if lat is None:
+        lat = m["latency_ms"].get("eos_to_publish")
     lat_s = f", {lat:.0f} ms" if lat is not None else ""
     rev = f", revises r{m['revises']}" if m.get("revises") is not None else ""
     label = f"{m['label'].upper()} {m['confidence']:.2f}"

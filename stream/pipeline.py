@@ -94,10 +94,18 @@ class Stats:
         return self.busy_s / self.audio_s if self.audio_samples else None
 
     def latency(self) -> dict:
-        xs = list(self.eos_latency_ms)
-        med, p95 = percentile(xs, 50), percentile(xs, 95)
-        return {"median": None if med is None else round(med, 1), "p95": None if p95 is None else round(p95, 1),
-                "count": len(xs)}
+        """From the end-of-speech decision; with `voice_end` from the last voiced audio (live audio only)."""
+        out = _percentiles(self.eos_latency_ms)
+        if self.speech_end_latency_ms:
+            out["voice_end"] = _percentiles(self.speech_end_latency_ms)
+        return out
+
+
+def _percentiles(values) -> dict:
+    xs = list(values)
+    med, p95 = percentile(xs, 50), percentile(xs, 95)
+    return {"median": None if med is None else round(med, 1), "p95": None if p95 is None else round(p95, 1),
+            "count": len(xs)}
 
 
 class WorkQueue:
@@ -583,21 +591,24 @@ class Pipeline:
             dropped = hyp.reason
         now = time.monotonic()
         eos_ms = None if t_decided is None else (now - t_decided) * 1000
+        voice_ms = None
+        if not partial and s.live and s.t_source is not None:  # paced audio: audio clock ~ wall clock
+            voice_ms = max(0.0, (now - (s.t_source + utt.last_voiced_end / SAMPLE_RATE)) * 1000)
         msg = s.msgs.emotion(
             utterance_id=utt.id, start=utt.start / SAMPLE_RATE, end=end / SAMPLE_RATE, partial=partial,
             revision=revision, transcript=hyp.text, text_used=text_used, text_dropped=dropped, label=result.label,
             scores=result.probs, confidence=result.confidence, modalities=tuple(result.modalities),
             asr_ms=hyp.asr_ms, emotion_ms=emo_ms, eos_to_publish_ms=eos_ms, model=self.emotion.name,
             stable=stable, final_kind=final_kind, revises=revises,
-            uncertain=getattr(result, "uncertain", False), uncertain_reason=getattr(result, "uncertain_reason", None))
+            uncertain=getattr(result, "uncertain", False), uncertain_reason=getattr(result, "uncertain_reason", None),
+            voice_end_to_publish_ms=voice_ms)
         self._send(s, "emotion", msg)
         if not partial:
             if revises is None:
                 s.stats.utterances += 1
             s.stats.eos_latency_ms.append(eos_ms)
-            if s.live and s.t_source is not None:  # paced audio: audio clock ~ wall clock
-                speech_end = s.t_source + utt.last_voiced_end / SAMPLE_RATE
-                s.stats.speech_end_latency_ms.append(max(0.0, (now - speech_end) * 1000))
+            if voice_ms is not None:
+                s.stats.speech_end_latency_ms.append(voice_ms)
 
     def _error(self, s: Stream, utterance_id: int | None, stage: str, message: str) -> None:
         s.stats.errors += 1
@@ -647,13 +658,14 @@ class Pipeline:
                  f"{s.partials} partial passes ({s.partials_skipped} skipped to keep up), "
                  f"dropped audio {dropped} frames, "
                  f"errors {s.errors}, memory {rss_mb() or 0:.0f} MB"]
+        if "voice_end" in lat:  # live audio: what the speaker waits
+            v = lat["voice_end"]
+            lines.append(f"latency end of voice (last voiced audio) -> final emotion message: median "
+                         f"{v['median']:.0f} ms, p95 {v['p95']:.0f} ms (n={v['count']})")
         if lat["count"]:
             lines.append(f"latency end-of-speech decision -> final emotion message: median {lat['median']:.0f} ms, "
-                         f"p95 {lat['p95']:.0f} ms (n={lat['count']})")
-        if s.speech_end_latency_ms:
-            xs = list(s.speech_end_latency_ms)
-            lines.append(f"latency last voiced frame -> final emotion message: median {percentile(xs, 50):.0f} ms, "
-                         f"p95 {percentile(xs, 95):.0f} ms")
+                         f"p95 {lat['p95']:.0f} ms (n={lat['count']})"
+                         + ("" if "voice_end" in lat else " (audio read faster than real time: processing only)"))
         if any(x.early_final for x in self.streams):
             lines.append(f"finals: {s.early_finals} published at the pause (early), {s.revised_finals} revised "
                          f"because speech resumed")

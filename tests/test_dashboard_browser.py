@@ -201,7 +201,7 @@ def test_report_opens_offline_and_shows_the_same(demo_run, browser):
     assert [rows.nth(i).locator("td").nth(2).inner_text().lower() for i in range(rows.count())] == DEMO_LABELS
     assert page.locator(".latency-chart .lat-bar").count() == len(DEMO_LABELS)
     summary = page.inner_text("table.summary-table")
-    assert "8" in summary and "end of speech" in summary
+    assert "8" in summary and "→ emotion per utterance" in summary
     assert page.inner_text(".state").lower() == "complete" and "RTF" in page.inner_text(".counters")
     shot(page, "report-demo.png")
     offline.check()

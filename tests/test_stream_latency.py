@@ -72,7 +72,7 @@ def test_schema_v2_fields():
                      committed="I am", tentative="happy")
     for topic, m in (("emotion", partial), ("emotion", early), ("emotion", revised), ("transcript", t)):
         validate(topic, m)
-    assert partial["schema"] == "fdrl.emotion/3" and t["schema"] == "fdrl.transcript/2"
+    assert partial["schema"] == "fdrl.emotion/4" and t["schema"] == "fdrl.transcript/2"
     assert (partial["stable"], partial["final_kind"], partial["revises"]) == (False, None, None)
     assert (early["stable"], early["final_kind"], revised["revises"]) == (True, "early", 2)
     assert t["text"] == "I am happy" and (t["committed"], t["tentative"]) == ("I am", "happy")  # v1 field kept

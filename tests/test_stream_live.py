@@ -93,6 +93,10 @@ def test_mic_hears_what_is_played_on_the_virtual_microphone(tmp_path, ckpt, virt
     assert abs(gap_heard - (truth[1] - truth[0])) < 0.3, (gap_heard, truth)
     status = sub.of("status")
     assert status[-1]["counters"]["dropped_audio_frames"] == 0
+    # live audio: every final says how long after the end of the voice it was published (what the speaker
+    # waits), and the status carries the run's median/p95 of it
+    assert all(m["latency_ms"]["voice_end_to_publish"] >= 0 for m in finals)
+    assert status[-1]["latency_ms"]["voice_end"]["count"] == 2
     for topic, msg in sub.messages:
         validate(topic, msg)
 

@@ -44,6 +44,7 @@ def test_file_run_publishes_schema_valid_messages(ckpt, spoken):
         assert msg["text_used"] and msg["modalities"] == ["speech", "text"]
         assert abs(sum(msg["scores"].values()) - 1) < 1e-3 and msg["label"] in msg["scores"]
         assert msg["latency_ms"]["eos_to_publish"] is not None
+        assert msg["latency_ms"]["voice_end_to_publish"] is None  # read faster than real time: no wall clock
     assert finals[0]["end"] <= finals[1]["start"]
     transcripts = sub.of("transcript")
     assert any(m["partial"] for m in transcripts), "partial transcripts while the utterance grows"

@@ -6,6 +6,18 @@
 (function (global) {
   "use strict";
 
+  /** An emotion message's latency: from the end of voice (live audio: what the speaker waits) when the run
+   *  measured it, else from the VAD's end-of-speech decision (a file read faster than real time). */
+  const finalLatency = (e) => {
+    const l = (e && e.latency_ms) || {};
+    if (typeof l.voice_end_to_publish === "number") return { ms: l.voice_end_to_publish, from: "end of voice" };
+    if (typeof l.eos_to_publish === "number") return { ms: l.eos_to_publish, from: "VAD decision" };
+    return { ms: null, from: null };
+  };
+  /** What a latency column is measured from, for a set of utterances. */
+  const latencyBasis = (utts) => (utts.some((u) => finalLatency(u.emo).from === "end of voice")
+    ? "end of voice" : "VAD decision");
+
   // ------------------------------------------------------------------ labels and colours
 
   const LABEL_COLORS = {
@@ -195,7 +207,7 @@
         conf += e.confidence || 0;
         if (Fields.uncertain(e).flag) uncertain++;
         if (e.text_used) textUsed++;
-        const l = e.latency_ms && e.latency_ms.eos_to_publish;
+        const l = finalLatency(e).ms;
         if (typeof l === "number") lat.push(l);
       }
       const st = s.status || {};
@@ -418,10 +430,15 @@
       chip("RTF", fmt.num(st.rtf), st.rtf != null && st.rtf > 1, "processing time / audio time (below 1 keeps up)");
       chip("memory", st.rss_mb != null ? `${Math.round(st.rss_mb)} MB` : "–");
       const lat = st.latency_ms;
-      if (lat && lat.median != null) {
-        chip("end of speech → emotion (median / p95)", `${fmt.ms(lat.median)} / ${fmt.ms(lat.p95)}`, false,
-          "measured by the run over every final it published, early finals later revised included " +
-          "(the summary counts each utterance's last final)");
+      const voice = lat && lat.voice_end;
+      if (voice && voice.median != null) {
+        chip("end of voice → emotion (median / p95)", `${fmt.ms(voice.median)} / ${fmt.ms(voice.p95)}`, false,
+          "from the last voiced audio of each utterance to its final emotion message: what the speaker waits; " +
+          "measured by the run over every final it published, early finals later revised included");
+      } else if (lat && lat.median != null) {
+        chip("VAD decision → emotion (median / p95)", `${fmt.ms(lat.median)} / ${fmt.ms(lat.p95)}`, false,
+          "audio read faster than real time: from the end-of-speech decision to the final emotion message " +
+          "(processing time only)");
       }
       if (this.mode === "live") {
         const d = median(s.delivery.slice(-50));
@@ -633,7 +650,8 @@
       const row = (k, v) => dl.append(el("dt", { text: k }), el("dd", { text: v }));
       row("ASR pass", fmt.ms(lat.asr));
       row("emotion", fmt.ms(lat.emotion));
-      row("end of speech → publish", e.partial ? "(provisional)" : fmt.ms(lat.eos_to_publish));
+      const fl = finalLatency(e);
+      row(`${fl.from || "end of voice"} → publish`, e.partial ? "(provisional)" : fmt.ms(fl.ms));
       box.push(el("h4", { text: "Latency" }), dl);
       p.current.replaceChildren(...box);
     }
@@ -643,8 +661,9 @@
     renderSummary() {
       const streams = Array.from(this.store.streams.values()).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
       if (!streams.length) { this.summaryBox.replaceChildren(); return; }
+      const basis = latencyBasis(streams.flatMap((s) => this.store.utterances(s)));
       const head = ["stream", "audio", "utterances", "labels", "mean conf.", "uncertain", "text used",
-        "end of speech → emotion per utterance, median / p95", "RTF", "peak memory", "dropped audio", "errors"];
+        `${basis} → emotion per utterance, median / p95`, "RTF", "peak memory", "dropped audio", "errors"];
       const table = el("table", { class: "summary-table" },
         el("thead", null, el("tr", null, ...head.map((h) => el("th", { text: h })))));
       const body = el("tbody");
@@ -678,11 +697,11 @@
     /** End of speech -> final emotion for each utterance, as bars in the label's colour, with the median. */
     latencyChart(s) {
       const finals = this.store.utterances(s).filter((u) => u.emo && !u.emo.partial
-        && typeof (u.emo.latency_ms || {}).eos_to_publish === "number");
+        && typeof finalLatency(u.emo).ms === "number");
       const box = el("div", { class: "latency-chart", "data-stream": s.id },
         el("h3", { text: `End of speech → emotion · ${s.id}` }));
       if (!finals.length) { box.append(el("p", { class: "muted small", text: "no latency measured" })); return box; }
-      const vals = finals.map((u) => u.emo.latency_ms.eos_to_publish);
+      const vals = finals.map((u) => finalLatency(u.emo).ms);
       const top = Math.max(...vals) * 1.15, H = 120, base = H - 18, bw = Math.max(8, Math.min(40, 900 / finals.length));
       const w = Math.max(420, finals.length * (bw + 6) + 140);
       const y = (v) => base - (v / top) * (base - 14);
@@ -690,7 +709,7 @@
         "aria-label": `latency per utterance of ${s.id}` });
       chart.append(svg("line", { x1: 44, x2: w, y1: base, y2: base, class: "axis" }));
       finals.forEach((u, i) => {
-        const v = u.emo.latency_ms.eos_to_publish, x = 50 + i * (bw + 6);
+        const v = finalLatency(u.emo).ms, x = 50 + i * (bw + 6);
         const g = svg("g", { class: "lat-bar", "data-utt": u.id, onclick: () => this.select(s, u.id) },
           svg("title", { text: `#${u.id} ${u.emo.label}: ${fmt.ms(v)} (ASR ${fmt.ms(u.emo.latency_ms.asr)}, ` +
             `emotion ${fmt.ms(u.emo.latency_ms.emotion)})` }),
@@ -712,8 +731,8 @@
     }
 
     utteranceTable(s) {
-      const head = ["#", "time", "label", "conf.", ...s.labels, "modalities", "transcript", "end of speech → emotion",
-        "ASR", "emotion"];
+      const head = ["#", "time", "label", "conf.", ...s.labels, "modalities", "transcript",
+        `${latencyBasis(this.store.utterances(s))} → emotion`, "ASR", "emotion"];
       const body = el("tbody");
       for (const u of this.store.utterances(s)) {
         const e = u.emo;
@@ -727,7 +746,7 @@
           ...s.labels.map((k) => el("td", { class: "num", text: fmt.pct((e.scores || {})[k] || 0) })),
           el("td", { text: (e.modalities || []).join("+") }),
           el("td", { class: "tx", text: (u.tr && u.tr.text) || e.transcript || "" }),
-          el("td", { class: "num", text: fmt.ms(e.latency_ms && e.latency_ms.eos_to_publish) }),
+          el("td", { class: "num", text: fmt.ms(finalLatency(e).ms) }),
           el("td", { class: "num", text: fmt.ms(e.latency_ms && e.latency_ms.asr) }),
           el("td", { class: "num", text: fmt.ms(e.latency_ms && e.latency_ms.emotion) })));
       }
