@@ -9,7 +9,7 @@ import os
 import shlex
 import sys
 
-from fdrl_core.cli import add_debug_flag, check_output_dir, debug_requested, run_main
+from fdrl_core.cli import ArgumentParser, add_debug_flag, check_output_dir, debug_requested, run_main
 
 # name -> (module, one-line help); a new benchmark is one more entry here
 BENCHMARKS = {
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may download at run time
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no weight-loading bars between our lines
-    parser = argparse.ArgumentParser(prog="python -m bench", description="Benchmarks of the FDRL run-time. Without "
+    parser = ArgumentParser(prog="python -m bench", description="Benchmarks of the FDRL run-time. Without "
                                      "a benchmark name the headline runs. Results go to ./bench-results/ (or --out) "
                                      "as JSON + markdown, with the machine described.")
     sub = parser.add_subparsers(dest="benchmark", metavar="{" + ",".join([*BENCHMARKS, "all"]) + "}")
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         modules[name].add_arguments(p)
         add_debug_flag(p)
-        parsers[name] = argparse.ArgumentParser(prog=f"python -m bench {name}")
+        parsers[name] = ArgumentParser(prog=f"python -m bench {name}")
         modules[name].add_arguments(parsers[name])
         add_debug_flag(parsers[name])
     add_debug_flag(_add_all(sub))

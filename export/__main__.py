@@ -9,6 +9,7 @@ from pathlib import Path
 
 from fdrl_core.cli import (
     EXIT_FAILURE,
+    ArgumentParser,
     RunError,
     add_debug_flag,
     check_output_dir,
@@ -43,7 +44,7 @@ def _default_model() -> Path:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m export", description=DESCRIPTION,
+    p = ArgumentParser(prog="python -m export", description=DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", metavar="{onnx,demo,check,quantize,trt,ensure-engine}")
 

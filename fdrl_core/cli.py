@@ -28,6 +28,14 @@ class RunError(RuntimeError):
     """The run started and then failed for a reason outside the user's input: exit 1, one line."""
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the convention's one-line usage error ('prog: error: ... (--help lists the options)')
+    instead of the whole usage block before it (stream.run's is 25 lines). Subcommands inherit it."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (--help lists the options)\n")
+
+
 def add_debug_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true",
                         help="on an error, also print the Python traceback (default: one line)")

@@ -19,11 +19,11 @@ import os
 import sys
 from pathlib import Path
 
-from fdrl_core.cli import InputError, add_debug_flag, debug_requested, run_main
+from fdrl_core.cli import ArgumentParser, InputError, add_debug_flag, debug_requested, run_main
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m stream.keys", description=__doc__.split("\n\n")[0],
+    ap = ArgumentParser(prog="python -m stream.keys", description=__doc__.split("\n\n")[0],
                                  epilog=__doc__.split("\n\n", 1)[1],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="keys", help="folder for the key files (created; default: %(default)s)")

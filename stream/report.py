@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from fdrl_core.cli import add_debug_flag, debug_requested, run_main
+from fdrl_core.cli import ArgumentParser, add_debug_flag, debug_requested, run_main
 from stream.dashboard import STATIC_DIR, ReportError, ReportWriteError
 from stream.dashboard.state import StreamState
 from stream.messages import SCHEMAS
@@ -169,7 +169,7 @@ def read_capture(path: str | os.PathLike) -> list[tuple[str, dict]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m stream.report", description=__doc__.split("\n\n")[0],
+    ap = ArgumentParser(prog="python -m stream.report", description=__doc__.split("\n\n")[0],
                                  epilog="example:\n  python -m stream.subscribe --topics emotion,transcript,status "
                                         "--json > run.jsonl\n  python -m stream.report run.jsonl -o run.html",
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -17,7 +17,16 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from fdrl_core.cli import EXIT_FAILURE, InputError, add_debug_flag, debug_requested, finite_float, first_line, run_main
+from fdrl_core.cli import (
+    EXIT_FAILURE,
+    ArgumentParser,
+    InputError,
+    add_debug_flag,
+    debug_requested,
+    finite_float,
+    first_line,
+    run_main,
+)
 from stream.publisher import DEFAULT_ENDPOINT
 
 if TYPE_CHECKING:
@@ -54,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     from stream.vad import VadConfig
 
     d_vad, d_asr, d_pipe = VadConfig(), AsrConfig(), PipelineConfig()
-    ap = argparse.ArgumentParser(prog="python -m stream.run", description=__doc__.split("\n\n")[1],
+    ap = ArgumentParser(prog="python -m stream.run", description=__doc__.split("\n\n")[1],
                                  epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = ap.add_argument_group("audio sources (one or more; each is its own stream with its own stream id)")
     src.add_argument("--mic", nargs="?", action="append", const="", metavar="DEVICE",

@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from fdrl_core.cli import InputError, RunError, add_debug_flag, debug_requested, finite_float, run_main
+from fdrl_core.cli import ArgumentParser, InputError, RunError, add_debug_flag, debug_requested, finite_float, run_main
 from stream.messages import TOPICS, format_line, validate
 from stream.publisher import (
     DEFAULT_ENDPOINT,
@@ -24,7 +24,7 @@ from stream.publisher import (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m stream.subscribe", description=__doc__.split("\n\n")[0],
+    ap = ArgumentParser(prog="python -m stream.subscribe", description=__doc__.split("\n\n")[0],
                                  epilog="example: python -m stream.subscribe --topics emotion,status --json",
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--endpoint", default=DEFAULT_ENDPOINT, help="where stream.run publishes (default: %(default)s)")

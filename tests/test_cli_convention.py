@@ -74,6 +74,16 @@ def test_every_command_offers_debug(command):
     assert res.returncode == 0 and "--debug" in res.stdout, res.stderr
 
 
+@pytest.mark.parametrize("command", [("stream.run", "--loop", "x"), ("stream.subscribe", "--bogus"),
+                                     ("stream.keys", "--bogus"), ("stream.report",), ("train", "fit"),
+                                     ("export", "onnx", "--bogus"), ("bench", "pipeline", "--repeat", "x"),
+                                     ("stream.dashboard", "--port", "x")])
+def test_a_mistyped_option_is_one_line_not_the_usage_block(command):
+    res = cli(*command, timeout=120)
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1 and "error:" in lines[0] and "--help" in lines[0], res.stderr
+
+
 # ---------------------------------------------------------------------------------------------- stream.run
 
 def test_a_directory_given_to_file_says_so(tmp_path):

@@ -27,7 +27,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from fdrl_core.assets import AssetError
 from fdrl_core.checkpoint import CheckpointError
-from fdrl_core.cli import add_debug_flag, check_output_dir, debug_requested, run_main
+from fdrl_core.cli import ArgumentParser, add_debug_flag, check_output_dir, debug_requested, run_main
 from fdrl_core.config import FDRLConfig
 from fdrl_core.labels import LABEL_SETS, LabelSet
 from train.features import FeatureCache, FrontendOptions, default_cache_dir
@@ -81,7 +81,7 @@ def _common(ap: argparse.ArgumentParser, training: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m train", description=__doc__,
+    ap = ArgumentParser(prog="python -m train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", metavar="{features,fit,ablate,evaluate}")
     f = sub.add_parser("features", help="compute and cache backbone features for a corpus",

@@ -7,7 +7,6 @@ map is dropped (IEMOCAP) or rejected/filtered (manifests), and every drop is cou
 
 from __future__ import annotations
 
-import argparse
 import os
 import random
 import re
@@ -19,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from fdrl_core.cli import ArgumentParser
 from fdrl_core.labels import IEMOCAP4, IEMOCAP6, LABEL_SETS, LabelSet
 from fdrl_core.manifest import jsonl_rows, manifest_rows
 
@@ -429,7 +429,7 @@ def format_counts(utts: Sequence[Utterance], by: str | None = None,
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m train.corpora PATH`: load a corpus and print its label counts, to check a copy."""
-    ap = argparse.ArgumentParser(prog="python -m train.corpora", description=main.__doc__)
+    ap = ArgumentParser(prog="python -m train.corpora", description=main.__doc__)
     ap.add_argument("path", help="IEMOCAP_full_release folder, a .csv/.jsonl manifest, or a folder with one")
     ap.add_argument("--labels", help="label set: 4class (IEMOCAP default) | 6class | iemocap4 ...; "
                                      "manifests keep their labels when omitted")

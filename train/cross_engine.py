@@ -13,10 +13,11 @@ left out, so the text branch cannot recall them).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
+
+from fdrl_core.cli import ArgumentParser
 
 ENGINES = ("espeak-ng", "festival")
 
@@ -69,7 +70,7 @@ def table(runs: list[Path]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m train.cross_engine", description=__doc__.split("\n\n")[0])
+    ap = ArgumentParser(prog="python -m train.cross_engine", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
     v = sub.add_parser("views", help="write the two cross-engine manifests of a synthetic corpus")
     v.add_argument("--corpus", required=True, type=Path, help="folder with manifest.jsonl (python -m train.synth)")

@@ -14,6 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from fdrl_core.checkpoint import CheckpointError, checkpoint_hash, load_checkpoint
+from fdrl_core.cli import ArgumentParser
 
 REPRODUCE = "scripts/train_demo_model.sh"
 
@@ -149,7 +150,7 @@ def publish(run: Path, corpus: Path, into: Path, extra_md: list[Path]) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m train.model_card", description=__doc__.split("\n\n")[0],
+    ap = ArgumentParser(prog="python -m train.model_card", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path, help="a finished `python -m train fit` run folder")
     ap.add_argument("--corpus", type=Path, required=True, help="the synthetic corpus folder it was trained on")

@@ -12,7 +12,7 @@ import asyncio
 import signal
 import sys
 
-from fdrl_core.cli import InputError, add_debug_flag, debug_requested, run_main
+from fdrl_core.cli import ArgumentParser, InputError, add_debug_flag, debug_requested, run_main
 
 EPILOG = """examples:
   python -m stream.run --demo --realtime &                     # a stream on tcp://127.0.0.1:5556
@@ -32,7 +32,7 @@ use, bad endpoint or key file, aiohttp missing)."""
 def build_parser() -> argparse.ArgumentParser:
     from stream.publisher import DEFAULT_ENDPOINT, add_subscriber_curve_args
 
-    ap = argparse.ArgumentParser(prog="python -m stream.dashboard", description=__doc__.split("\n\n")[1],
+    ap = ArgumentParser(prog="python -m stream.dashboard", description=__doc__.split("\n\n")[1],
                                  epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("endpoints", nargs="*", metavar="ENDPOINT",
                     help=f"ZeroMQ endpoints of running streams (default: {DEFAULT_ENDPOINT})")

@@ -8,6 +8,8 @@ import sys
 import time
 from collections.abc import Sequence
 
+from fdrl_core.cli import ArgumentParser
+
 from .corpus import CORPUS_JSON, TINY, SynthConfig, generate_corpus
 from .prosody import EMOTION_PROSODY
 from .voices import ALL_VOICES, SynthError, is_installed
@@ -39,7 +41,7 @@ flite (opt-in engine, voices awb/rms/slt/kal16) when --engines names it.
 
 def build_parser() -> argparse.ArgumentParser:
     d = SynthConfig()
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m train.synth", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="Generate a synthetic emotional speech corpus (neutral/happy/angry/sad) with espeak-ng "
                     "and festival voices, emotion-dependent prosody, and utterances where only the words, "
