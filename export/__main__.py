@@ -205,7 +205,7 @@ def _cmd_ensure(args) -> int:
     from export.ensure_engine import ensure_engine
 
     code, msg = ensure_engine(args.onnx, args.cache, fp16=args.fp16, workspace_mb=args.workspace_mb)
-    print(msg, file=sys.stdout if code == 0 else sys.stderr)
+    print(msg if code == 0 else f"export ensure-engine: {msg}", file=sys.stdout if code == 0 else sys.stderr)
     return code
 
 
@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return handlers[args.command](args)
         except TensorRTMissing as e:  # its message is the whole story (what to install where)
-            print(first_line(e), file=sys.stderr)
+            print(f"export {args.command}: {first_line(e)}", file=sys.stderr)
             return EXIT_FAILURE
 
     return run_main(f"export {args.command}", body, debug=debug_requested(args), input_errors=_input_errors(),

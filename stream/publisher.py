@@ -86,6 +86,11 @@ def parse_endpoint(text: str, *, what: str = "--endpoint") -> Endpoint:
     if not m:
         raise PublisherError(f"{what} {text!r}: expected tcp://HOST:PORT (IPv6 as tcp://[::1]:PORT)")
     host, port = m["host"], m["port"]
+    if re.fullmatch(r"[0-9.]+", host) and host != "*":  # looks like IPv4: must be one (256.1.1.1 is a typo)
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise PublisherError(f"{what} {text!r}: {host!r} is not an IPv4 address") from None
     if port not in ("*", "0"):
         if not port.isdigit() or not 1 <= int(port) <= 65535:
             raise PublisherError(f"{what} {text!r}: port must be 1-65535 or * (any free port), not {port!r}")

@@ -117,6 +117,7 @@ def test_nan_samples_exit_2_with_one_line(tmp_path):
 
 @pytest.mark.parametrize("endpoint, why", [
     ("tcp://127.0.0.1:99999", "port must be 1-65535"),
+    ("tcp://256.1.1.1:5599", "is not an IPv4 address"),
     ("udp://127.0.0.1:5556", "unsupported scheme"),
     ("tcp://0.0.0.0:5599", "--insecure-bind-any"),
     ("tcp://*:5599", "--insecure-bind-any"),

@@ -200,7 +200,7 @@ def test_cli_trt_without_tensorrt_says_so_in_one_line(tmp_path, capsys):
     assert main(["trt", "--onnx", str(onnx_dir), "--fp16"]) != 0
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
-    assert err.startswith("TensorRT is not installed") and "python3-libnvinfer" in err
+    assert err.startswith("export trt: TensorRT is not installed") and "python3-libnvinfer" in err
 
 
 # ----------------------------------------------------------------------------------------- engines
