@@ -332,10 +332,11 @@ def markdown(rep: dict) -> str:
     if st["cli"]:
         c = st["cli"]["streams"][0]
         lines += ["| start-up to first ready s | peak RSS MB | CPU while streaming | dropped audio frames | "
-                  "EOS -> publish median / p95 ms (its messages) | exit |", "|---:|---:|---:|---:|---:|---:|",
+                  "end of voice -> publish median / p95 ms (its messages) | exit |", "|---:|---:|---:|---:|---:|---:|",
                   f"| {fmt(c['startup_s'], 1)} | {fmt(c['peak_rss_mb'], 0)} | "
                   f"{fmt(c['cpu_pct_while_streaming'], 0, ' %')} | {fmt(c['dropped_audio_frames'])} | "
-                  f"{_med(c['eos_to_publish_ms'])} / {_p95(c['eos_to_publish_ms'])} | {c['returncode']} |", ""]
+                  f"{_med(c['voice_end_to_publish_ms'])} / {_p95(c['voice_end_to_publish_ms'])} | {c['returncode']} |",
+                  ""]
     else:
         lines += ["not measured (--no-cli)", ""]
     lines.append(f"Models loaded in-process in {st['in_process_model_load_s']} s.")

@@ -266,8 +266,9 @@ def plot(rep: dict, path: Path) -> None:
         def series(f):
             return [np.nan if f(r) is None else f(r) for r in rows]
 
-        a.plot(x, series(lambda r: r["eos_to_emotion_ms"]["median"]), "o-", label="end of speech -> emotion, median")
-        a.plot(x, series(lambda r: r["eos_to_emotion_ms"]["p95"]), "o--", label="end of speech -> emotion, p95")
+        voice = "speech_end_to_emotion_ms"
+        a.plot(x, series(lambda r: r[voice]["median"]), "o-", label="end of voice -> emotion, median")
+        a.plot(x, series(lambda r: r[voice]["p95"]), "o--", label="end of voice -> emotion, p95")
         a.plot(x, series(lambda r: r["cost_ms"]["ours_cpu"]), "s-", label="CPU per utterance, ours")
         a.plot(x, series(lambda r: r["cost_ms"]["separate_cpu"]), "s:", label="CPU, separate encoder pass")
         if any(r["cost_ms"]["baseline_cpu"] is not None for r in rows):
@@ -282,8 +283,10 @@ def plot(rep: dict, path: Path) -> None:
     srows = rep["streams"]
     if srows:
         n = [r["n"] for r in srows]
-        b.plot(n, [r["eos_to_publish_ms"]["median"] or np.nan for r in srows], "o-", label="EOS -> publish, median")
-        b.plot(n, [r["eos_to_publish_ms"]["p95"] or np.nan for r in srows], "o--", label="EOS -> publish, p95")
+        b.plot(n, [r["voice_end_to_publish_ms"]["median"] or np.nan for r in srows], "o-",
+               label="end of voice -> publish, median")
+        b.plot(n, [r["voice_end_to_publish_ms"]["p95"] or np.nan for r in srows], "o--",
+               label="end of voice -> publish, p95")
         b.set_xlabel("concurrent stream.run processes")
         b.set_ylabel("ms")
         b.set_xticks(n)
@@ -314,27 +317,30 @@ def markdown(rep: dict) -> str:
         s = rep["setup"]
         lines += [f"## Utterance length ({s['per_length']} utterances per length, real-time replay; offline costs "
                   f"{s['passes']} pass(es))", "",
-                  "| speech s | utterance s (VAD cut) | EOS -> emotion median ms | p95 ms | speculative | "
+                  "| speech s | utterance s (VAD cut) | end of voice -> emotion median ms | p95 ms | speculative | "
                   "encoder ms | decode ms | emotion ms | CPU ms per utterance: ours | separate encoder | baseline | "
                   "CPU s per audio s |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in rep["lengths"]:
-            c = r["cost_ms"]
+            c, voice = r["cost_ms"], r["speech_end_to_emotion_ms"]
             lines.append(f"| {r['speech_s']:g} | {fmt(r['utterance_s']['median'], 1)} | "
-                         f"{fmt(r['eos_to_emotion_ms']['median'])} | {fmt(r['eos_to_emotion_ms']['p95'])} | "
+                         f"{fmt(voice['median'])} | {fmt(voice['p95'])} | "
                          f"{r['speculative']}/{r['utterances']} | {fmt(c['encoder'])} | {fmt(c['decode'])} | "
                          f"{fmt(c['emotion'])} | {fmt(c['ours_cpu'])} | {fmt(c['separate_cpu'])} | "
                          f"{fmt(c['baseline_cpu'])} | {fmt(r['cpu_s_per_audio_s'], 2)} |")
-        lines += ["", "Utterance s is what the VAD cut (pre-roll and tail included). Whisper encodes a 30 s window "
+        lines += ["", "End of voice: the utterance's last voiced audio (the VAD's decision comes 600 ms later, and "
+                  "finals go out at the 120 ms pause, before it). "
+                  "Utterance s is what the VAD cut (pre-roll and tail included). Whisper encodes a 30 s window "
                   "whatever the length, so its cost is flat; decode and the emotion model grow with the words.", ""]
     if rep["streams"]:
         lines += ["## Concurrent streams (separate `python -m stream.run --file ... --realtime` processes)", "",
-                  "| streams | all exited 0 | dropped audio frames | EOS -> publish median ms | p95 ms | utterances | "
-                  "CPU % per stream (mean) | CPU % all streams | machine CPU % | start-up s (median) | "
+                  "| streams | all exited 0 | dropped audio frames | end of voice -> publish median ms | p95 ms | "
+                  "utterances | CPU % per stream (mean) | CPU % all streams | machine CPU % | start-up s (median) | "
                   "peak RSS MB (max) |", "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in rep["streams"]:
             per = [s["cpu_pct_while_streaming"] for s in r["streams"] if s["cpu_pct_while_streaming"] is not None]
+            voice = r["voice_end_to_publish_ms"]
             lines.append(f"| {r['n']} | {'yes' if r['all_ok'] else '**no**'} | {fmt(r['dropped_audio_frames'])} | "
-                         f"{fmt(r['eos_to_publish_ms']['median'])} | {fmt(r['eos_to_publish_ms']['p95'])} | "
+                         f"{fmt(voice['median'])} | {fmt(voice['p95'])} | "
                          f"{sum(s['utterances'] for s in r['streams'])} | "
                          f"{fmt(sum(per) / len(per) if per else None)} | {fmt(r['cpu_pct_sum'])} | "
                          f"{fmt(r['machine_cpu_pct_while_all_ran'])} | {fmt(r['startup_s']['median'], 1)} | "

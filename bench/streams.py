@@ -165,13 +165,18 @@ def _stderr_tail(sp: StreamProc, lines: int = 3) -> list[str]:
 def _summarise(procs: list[StreamProc], window: dict) -> dict:
     streams = []
     all_lat: list[float] = []
+    all_voice: list[float] = []
     for sp in procs:
         msgs = sp.receiver.snapshot()
         finals = [m for _, t, m in msgs if t == "emotion" and not m["partial"]]
         statuses = [m for _, t, m in msgs if t == "status"]
         last = next((m for m in reversed(statuses) if m.get("kind") == "stop"), statuses[-1] if statuses else None)
         lat = [m["latency_ms"]["eos_to_publish"] for m in finals if m["latency_ms"].get("eos_to_publish") is not None]
+        # what the speaker waits: from the last voiced audio (paced replays publish it)
+        voice = [m["latency_ms"]["voice_end_to_publish"] for m in finals
+                 if m["latency_ms"].get("voice_end_to_publish") is not None]
         all_lat += lat
+        all_voice += voice
         stream_s = (sp.t_end - sp.t_ready) if sp.t_end and sp.t_ready else None
         cpu_stream = (sp.cpu_s - sp.cpu_at_ready_s) if sp.cpu_s is not None and sp.cpu_at_ready_s is not None else None
         streams.append({
@@ -187,6 +192,7 @@ def _summarise(procs: list[StreamProc], window: dict) -> dict:
             "errors": (last or {}).get("counters", {}).get("errors"),
             "rtf": (last or {}).get("rtf"),
             "eos_to_publish_ms": summary(lat),
+            "voice_end_to_publish_ms": summary(voice),
             "stop_status_received": bool(last and last.get("kind") == "stop"),
             "stderr_tail": _stderr_tail(sp) if sp.returncode else [],
         })
@@ -198,6 +204,7 @@ def _summarise(procs: list[StreamProc], window: dict) -> dict:
             "all_ok": len(ok) == len(streams),
             "dropped_audio_frames": sum(dropped) if dropped else None,
             "eos_to_publish_ms": summary(all_lat),
+            "voice_end_to_publish_ms": summary(all_voice),
             "cpu_pct_sum": round(sum(s["cpu_pct_while_streaming"] or 0 for s in streams), 1),
             "startup_s": summary(s["startup_s"] for s in streams),
             "peak_rss_mb": max((s["peak_rss_mb"] or 0 for s in streams), default=None)}
