@@ -280,7 +280,11 @@ def run(args, state: dict, watch: SignalWatch | None = None) -> int:
         for kind, path, device in wanted:
             sources.append(open_source(kind, path=path, device=device, realtime=args.realtime, loop=args.loop,
                                        frame_ms=cfg.vad.frame_ms, queue_seconds=cfg.queue_seconds))
-        resolve_model(cfg.emotion.model)  # fail before the slow part
+        model = resolve_model(cfg.emotion.model)  # fail before the slow part, and before binding:
+        if cfg.emotion.backend != "tensorrt":  # a broken config.json/labels.json is said first, alone
+            from stream.backends import plan
+
+            plan(cfg.emotion.backend, model, device_probe=lambda: (None, "not probed yet"))
     except BaseException:
         for src in sources:
             stop_source(src, "close")

@@ -150,6 +150,7 @@ def test_model_folder_errors_name_file_and_field(tmp_path, tone):
     res = cli("stream.run", "--file", str(tone), "--model", str(labels), "--endpoint", free_endpoint())
     line = assert_one_clean_line(res.stderr)
     assert res.returncode == 2 and "labels.json line 1" in line and "config.json" not in line
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr  # said before binding: no 'publishing on' first
     res = cli("export", "onnx", "--model", str(banana), "--out", str(tmp_path / "onnx"), timeout=120)
     assert res.returncode == 2 and "'d_model'" in assert_one_clean_line(res.stderr)
 
