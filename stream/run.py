@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d_vad, d_asr, d_pipe = VadConfig(), AsrConfig(), PipelineConfig()
     ap = ArgumentParser(prog="python -m stream.run", description=__doc__.split("\n\n")[1],
-                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = ap.add_argument_group("audio sources (one or more; each is its own stream with its own stream id)")
     src.add_argument("--mic", nargs="?", action="append", const="", metavar="DEVICE",
                      help="capture from a microphone (sounddevice/PortAudio): the default one, or DEVICE "
@@ -248,8 +248,10 @@ def _warm_up(args, recognizer, emotion) -> float | None:
         return None
     import numpy as np
 
+    from fdrl_core.audio import SAMPLE_RATE
+
     t0 = time.monotonic()
-    noise = (0.01 * np.random.default_rng(0).standard_normal(3 * 16000)).astype(np.float32)
+    noise = (0.01 * np.random.default_rng(0).standard_normal(3 * SAMPLE_RATE)).astype(np.float32)
     hyp = recognizer.transcribe(noise)
     emotion.classify(hyp.frames, "warm up")
     return time.monotonic() - t0
@@ -281,10 +283,12 @@ def run(args, state: dict, watch: SignalWatch | None = None) -> int:
             sources.append(open_source(kind, path=path, device=device, realtime=args.realtime, loop=args.loop,
                                        frame_ms=cfg.vad.frame_ms, queue_seconds=cfg.queue_seconds))
         model = resolve_model(cfg.emotion.model)  # fail before the slow part, and before binding:
-        if cfg.emotion.backend != "tensorrt":  # a broken config.json/labels.json is said first, alone
-            from stream.backends import plan
+        from stream.backends import model_kind
 
-            plan(cfg.emotion.backend, model, device_probe=lambda: (None, "not probed yet"))
+        if model_kind(model) == "checkpoint":  # a broken config.json/labels.json is said first, alone
+            from fdrl_core.checkpoint import read_config
+
+            read_config(model)
     except BaseException:
         for src in sources:
             stop_source(src, "close")
