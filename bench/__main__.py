@@ -91,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may download at run time
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no weight-loading bars between our lines
     parser = ArgumentParser(prog="python -m bench", description="Benchmarks of the FDRL run-time. Without "
-                                     "a benchmark name the headline runs. Results go to ./bench-results/ (or --out) "
-                                     "as JSON + markdown, with the machine described.")
+                            "a benchmark name the headline runs. Results go to ./bench-results/ (or --out) "
+                            "as JSON + markdown, with the machine described.")
     sub = parser.add_subparsers(dest="benchmark", metavar="{" + ",".join([*BENCHMARKS, "all"]) + "}")
     modules, parsers = {}, {}
     for name, (module, help_text) in BENCHMARKS.items():

@@ -45,7 +45,7 @@ def _default_model() -> Path:
 
 def _parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="python -m export", description=DESCRIPTION,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", metavar="{onnx,demo,check,quantize,trt,ensure-engine}")
 
     o = sub.add_parser("onnx", help="export a checkpoint to ONNX",

@@ -24,8 +24,8 @@ from fdrl_core.cli import ArgumentParser, InputError, add_debug_flag, debug_requ
 
 def build_parser() -> argparse.ArgumentParser:
     ap = ArgumentParser(prog="python -m stream.keys", description=__doc__.split("\n\n")[0],
-                                 epilog=__doc__.split("\n\n", 1)[1],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+                        epilog=__doc__.split("\n\n", 1)[1],
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="keys", help="folder for the key files (created; default: %(default)s)")
     ap.add_argument("--name", default="server", help="file name stem: NAME.key and NAME.key_secret "
                                                       "(default: %(default)s)")

@@ -170,9 +170,9 @@ def read_capture(path: str | os.PathLike) -> list[tuple[str, dict]]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = ArgumentParser(prog="python -m stream.report", description=__doc__.split("\n\n")[0],
-                                 epilog="example:\n  python -m stream.subscribe --topics emotion,transcript,status "
-                                        "--json > run.jsonl\n  python -m stream.report run.jsonl -o run.html",
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+                        epilog="example:\n  python -m stream.subscribe --topics emotion,transcript,status "
+                               "--json > run.jsonl\n  python -m stream.report run.jsonl -o run.html",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("capture", help="JSON lines from stream.subscribe --json")
     ap.add_argument("-o", "--out", required=True, metavar="OUT.html", help="report file to write")
     ap.add_argument("--title", default="fdrl-stream run report")

@@ -25,8 +25,8 @@ from stream.publisher import (
 
 def build_parser() -> argparse.ArgumentParser:
     ap = ArgumentParser(prog="python -m stream.subscribe", description=__doc__.split("\n\n")[0],
-                                 epilog="example: python -m stream.subscribe --topics emotion,status --json",
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+                        epilog="example: python -m stream.subscribe --topics emotion,status --json",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--endpoint", default=DEFAULT_ENDPOINT, help="where stream.run publishes (default: %(default)s)")
     ap.add_argument("--topics", default="emotion",
                     help=f"comma-separated, from {','.join(TOPICS)} (default: %(default)s)")

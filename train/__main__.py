@@ -82,7 +82,7 @@ def _common(ap: argparse.ArgumentParser, training: bool = True) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = ArgumentParser(prog="python -m train", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", metavar="{features,fit,ablate,evaluate}")
     f = sub.add_parser("features", help="compute and cache backbone features for a corpus",
                        description="Run the Whisper encoder and the text encoder over a corpus once and cache the "

@@ -151,7 +151,7 @@ def publish(run: Path, corpus: Path, into: Path, extra_md: list[Path]) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     ap = ArgumentParser(prog="python -m train.model_card", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path, help="a finished `python -m train fit` run folder")
     ap.add_argument("--corpus", type=Path, required=True, help="the synthetic corpus folder it was trained on")
     ap.add_argument("--into", type=Path, required=True, help="destination folder (replaced)")

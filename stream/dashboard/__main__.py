@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     from stream.publisher import DEFAULT_ENDPOINT, add_subscriber_curve_args
 
     ap = ArgumentParser(prog="python -m stream.dashboard", description=__doc__.split("\n\n")[1],
-                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("endpoints", nargs="*", metavar="ENDPOINT",
                     help=f"ZeroMQ endpoints of running streams (default: {DEFAULT_ENDPOINT})")
     ap.add_argument("--host", default="127.0.0.1", help="interface to serve the page on (default: %(default)s)")
